@@ -1,0 +1,3 @@
+module github.com/omikuji/omikuji
+
+go 1.26
