@@ -1,0 +1,569 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omikuji/omikuji/internal/fortune"
+)
+
+// running is a Server on a real 127.0.0.1 listener.
+type running struct {
+	*Server
+	addr string // host:port
+	url  string // http://host:port
+	stop func() error
+}
+
+// start runs s with Run on a fresh loopback port; the test fails if Run
+// does not return nil when stopped.
+func start(t *testing.T, s *Server, drain time.Duration) *running {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startOn(t, s, s.HTTPServer(), ln, drain)
+}
+
+func startOn(t *testing.T, s *Server, srv *http.Server, ln net.Listener, drain time.Duration) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.run(ctx, srv, ln, drain) }()
+	var stopped bool
+	var result error
+	r := &running{Server: s, addr: ln.Addr().String(), url: "http://" + ln.Addr().String()}
+	r.stop = func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			result = <-done
+		}
+		return result
+	}
+	t.Cleanup(func() {
+		if err := r.stop(); err != nil {
+			t.Errorf("Run returned %v, want nil", err)
+		}
+	})
+	return r
+}
+
+func newServer(id string, keepAlive bool) *Server {
+	f, err := fortune.Lookup(id)
+	if err != nil {
+		panic(err)
+	}
+	return New(Config{Fortune: f, Pod: id + "-test1", KeepAlive: keepAlive})
+}
+
+// get performs one request with a client that keeps no connections.
+func get(t *testing.T, method, url string, header http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+// raw sends bytes on a new TCP connection and returns everything the server
+// writes until it closes the connection (or the deadline passes: an error).
+func raw(t *testing.T, addr, request string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, request); err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("server did not close the connection: %v (read %q)", err, out)
+	}
+	return string(out)
+}
+
+func TestDrawPageForEveryFortune(t *testing.T) {
+	// The article's check, grep -G '<p\sclass="fortune">', in Go syntax.
+	articleGrep := regexp.MustCompile(`<p\sclass="fortune">`)
+	for _, f := range fortune.Catalogue {
+		t.Run(f.ID, func(t *testing.T) {
+			r := start(t, newServer(f.ID, false), 0)
+			resp, body := get(t, "GET", r.url+"/", nil)
+			page := string(body)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			for k, want := range map[string]string{
+				"Content-Type":            "text/html; charset=utf-8",
+				"Cache-Control":           "no-store",
+				"Content-Length":          strconv.Itoa(len(body)),
+				"X-Content-Type-Options":  "nosniff",
+				"Vary":                    "Accept",
+				"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+			} {
+				if got := resp.Header.Get(k); got != want {
+					t.Errorf("%s: %q, want %q", k, got, want)
+				}
+			}
+			if !resp.Close {
+				t.Error("the client was not told the connection closes")
+			}
+			for _, want := range []string{
+				"<!DOCTYPE html>\n<html lang=\"ja\">",
+				`<meta charset="utf-8">`,
+				`<p class="fortune">` + f.Label + `</p>`,
+				"あなたの運勢は", "です",
+				f.Gloss, f.Reading,
+				"<code>" + f.ID + "-test1</code>",
+				`<a class="again" href="./">もう一度引く`,
+				"draw again",
+			} {
+				if !strings.Contains(page, want) {
+					t.Errorf("page lacks %q", want)
+				}
+			}
+			if n := len(articleGrep.FindAllString(page, -1)); n != 1 {
+				t.Errorf("the article's grep pattern matches %d times, want 1", n)
+			}
+			for _, external := range []string{"<script", "<link rel=\"stylesheet", "src=", "url("} {
+				if strings.Contains(page, external) {
+					t.Errorf("page refers to something outside itself: %q", external)
+				}
+			}
+		})
+	}
+}
+
+// TestArticleGrepWithRealGrep runs the original article's exact check.
+func TestArticleGrepWithRealGrep(t *testing.T) {
+	grep, err := exec.LookPath("grep")
+	if err != nil {
+		t.Skip("grep not installed")
+	}
+	r := start(t, newServer("small-fortune", false), 0)
+	_, body := get(t, "GET", r.url, nil)
+	cmd := exec.Command(grep, "-G", `<p\sclass="fortune">`)
+	cmd.Stdin = bytes.NewReader(body)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("grep: %v", err)
+	}
+	if got := strings.TrimSpace(string(out)); got != `<p class="fortune">小吉</p>` {
+		t.Errorf("grep printed %q", got)
+	}
+}
+
+func TestConnectionClosesAfterEachDraw(t *testing.T) {
+	r := start(t, newServer("great-fortune", false), 0)
+	// Two requests written at once: the server answers the first and closes.
+	out := raw(t, r.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if n := strings.Count(out, "HTTP/1.1 200 OK"); n != 1 {
+		t.Errorf("%d responses on one connection, want 1 then close:\n%s", n, out)
+	}
+	if !strings.Contains(out, "\r\nConnection: close\r\n") {
+		t.Errorf("no Connection: close in\n%s", out)
+	}
+}
+
+func TestKeepAliveServesManyDrawsOnOneConnection(t *testing.T) {
+	r := start(t, newServer("great-fortune", true), 0)
+	out := raw(t, r.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /?format=json HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if n := strings.Count(out, "HTTP/1.1 200 OK"); n != 3 {
+		t.Errorf("%d responses on one keep-alive connection, want 3:\n%s", n, out)
+	}
+	if n := strings.Count(out, "\r\nConnection: close\r\n"); n != 1 {
+		t.Errorf("the server closed on its own (%d Connection: close), want only on the client's request", n)
+	}
+}
+
+func TestHeadHasHeadersAndNoBody(t *testing.T) {
+	r := start(t, newServer("middle-fortune", false), 0)
+	_, getBody := get(t, "GET", r.url, nil)
+	out := raw(t, r.addr, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+	head, body, ok := strings.Cut(out, "\r\n\r\n")
+	if !ok || !strings.HasPrefix(head, "HTTP/1.1 200 OK\r\n") {
+		t.Fatalf("bad response %q", out)
+	}
+	if body != "" {
+		t.Errorf("HEAD response has a body: %q", body)
+	}
+	for _, want := range []string{
+		"Content-Type: text/html; charset=utf-8",
+		"Content-Length: " + strconv.Itoa(len(getBody)),
+		"Cache-Control: no-store",
+		"Connection: close",
+	} {
+		if !strings.Contains(head, "\r\n"+want+"\r\n") {
+			t.Errorf("HEAD lacks %q:\n%s", want, head)
+		}
+	}
+}
+
+func TestNegotiation(t *testing.T) {
+	r := start(t, newServer("great-fortune", false), 0)
+	const html, json, text = "text/html; charset=utf-8", "application/json", "text/plain; charset=utf-8"
+	for _, tc := range []struct {
+		query, accept string
+		want          string // content type, or "406"
+	}{
+		{"", "", html},
+		{"", "*/*", html},
+		{"", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8", html},
+		{"", "application/json", json},
+		{"", "text/plain", text},
+		{"", "application/json, text/plain, */*", json},
+		{"", "text/*", html},
+		{"", "text/*;q=0.5, text/plain", text},
+		{"", "application/*", json},
+		{"", "APPLICATION/JSON", json},
+		{"", "text/html;q=0.1, application/json;q=0.9", json},
+		{"", "text/html;q=0.9, text/plain;q=0.91", text},
+		{"", "text/html;level=1;q=0.2, application/json ; q=0.3", json},
+		{"", "*/*;q=0.1, text/html;q=0", json}, // html refused explicitly; json via */*
+		{"", "text/plain;q=0, */*", html},
+		{"", "image/png", "406"},
+		{"", "text/html;q=0, application/json;q=0, text/plain;q=0", "406"},
+		{"", "*/*;q=0", "406"},
+		{"", "application/json;q=2, text/plain", text}, // q=2 is malformed: that range is ignored
+		{"", "garbage", html},
+		{"format=json", "text/html", json},
+		{"format=text", "", text},
+		{"format=html", "application/json", html},
+		{"x=1&format=json&format=text", "", json},
+		{"%66ormat=%74ext", "", text},
+		{"other=%zz&format=json", "", json},
+	} {
+		req := http.Header{}
+		if tc.accept != "" {
+			req.Set("Accept", tc.accept)
+		}
+		url := r.url + "/"
+		if tc.query != "" {
+			url += "?" + tc.query
+		}
+		resp, body := get(t, "GET", url, req)
+		if tc.want == "406" {
+			if resp.StatusCode != http.StatusNotAcceptable || !strings.Contains(string(body), "?format=") {
+				t.Errorf("?%s Accept %q: %d %q, want 406 naming ?format=", tc.query, tc.accept, resp.StatusCode, body)
+			}
+			continue
+		}
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != tc.want {
+			t.Errorf("?%s Accept %q: %d %q, want %q", tc.query, tc.accept, resp.StatusCode, resp.Header.Get("Content-Type"), tc.want)
+		}
+	}
+}
+
+func TestJSONAndTextBodies(t *testing.T) {
+	r := start(t, newServer("misfortune", false), 0)
+	_, body := get(t, "GET", r.url+"/?format=json", nil)
+	var got map[string]string
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	want := map[string]string{"fortune": "misfortune", "label": "凶", "reading": "kyō", "gloss": "Misfortune", "pod": "misfortune-test1"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	resp, body := get(t, "GET", r.url+"/", http.Header{"Accept": {"text/plain"}})
+	if resp.Header.Get("Cache-Control") != "no-store" || !resp.Close {
+		t.Errorf("text draw headers: %v", resp.Header)
+	}
+	if line := string(body); strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") ||
+		!strings.Contains(line, "凶") || !strings.Contains(line, "misfortune-test1") {
+		t.Errorf("text body %q is not one line naming the fortune and pod", line)
+	}
+}
+
+func TestUnknownFormatIsRejectedWithoutReflectingIt(t *testing.T) {
+	r := start(t, newServer("great-fortune", false), 0)
+	for _, q := range []string{"format=%3Cscript%3Ealert(1)%3C/script%3E", "format=<script>", "format=XML", "format=", "format=%zz", "format=" + strings.Repeat("a", 500)} {
+		resp, body := get(t, "GET", r.url+"/?"+q, nil)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("?%s: status %d, want 400", q, resp.StatusCode)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "text/plain; charset=utf-8" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("?%s: error served as %q", q, ct)
+		}
+		msg := string(body)
+		if strings.ContainsAny(msg, "<>") || strings.Contains(msg, "script>") || len(msg) > 200 {
+			t.Errorf("?%s: response reflects input: %q", q, msg)
+		}
+		if !strings.Contains(msg, "format") || !strings.Contains(msg, "html, json or text") {
+			t.Errorf("?%s: unclear message %q", q, msg)
+		}
+	}
+	_, body := get(t, "GET", r.url+"/?format=%3Cscript%3E", nil)
+	if want := `unknown format "%3Cscript%3E"`; !strings.Contains(string(body), want) {
+		t.Errorf("got %q, want it to contain %q", body, want)
+	}
+}
+
+func TestMethodsAndPaths(t *testing.T) {
+	r := start(t, newServer("great-fortune", false), 0)
+	for _, path := range []string{"/", HealthPath, ReadyPath, MetricsPath} {
+		for _, method := range []string{"POST", "PUT", "DELETE", "PATCH", "OPTIONS"} {
+			resp, _ := get(t, method, r.url+path, nil)
+			if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, HEAD" {
+				t.Errorf("%s %s: %d Allow %q, want 405 Allow \"GET, HEAD\"", method, path, resp.StatusCode, resp.Header.Get("Allow"))
+			}
+		}
+	}
+	for _, path := range []string{"/index.html", "/favicon.ico", "/healthz/", "//", "/%3Cscript%3E"} {
+		resp, body := get(t, "GET", r.url+path, nil)
+		if resp.StatusCode != http.StatusNotFound || strings.Contains(string(body), "<") {
+			t.Errorf("GET %s: %d %q, want a plain 404", path, resp.StatusCode, body)
+		}
+	}
+	for _, path := range []string{HealthPath, ReadyPath} {
+		resp, body := get(t, "GET", r.url+path, nil)
+		if resp.StatusCode != 200 || string(body) != "ok\n" {
+			t.Errorf("GET %s: %d %q", path, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestMetricsCountDraws(t *testing.T) {
+	r := start(t, newServer("small-fortune", false), 0)
+	for range 7 {
+		get(t, "GET", r.url+"/", nil)
+	}
+	get(t, "GET", r.url+"/?format=json", nil)
+	get(t, "HEAD", r.url+"/", nil)             // no fortune shown: not a draw
+	get(t, "GET", r.url+"/?format=bogus", nil) // rejected: not a draw
+	get(t, "GET", r.url+HealthPath, nil)       // not a draw
+	resp, body := get(t, "GET", r.url+MetricsPath, nil)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
+		t.Fatalf("metrics: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	text := string(body)
+	for _, want := range []string{
+		"# TYPE omikuji_draws_total counter\n",
+		"\nomikuji_draws_total{fortune=\"small-fortune\"} 8\n",
+		"\ngo_goroutines ",
+		"\nprocess_cpu_seconds_total ",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("promtool not installed (Debian package prometheus); CI must not skip this check")
+		}
+		t.Skip("promtool not installed (Debian package prometheus); skipping promtool check metrics")
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// TestShutdownSequence follows a stopping pod: readiness fails at once while
+// draws still work; after the drain the listener closes; a request whose
+// handler is running completes; Run returns nil. The in-flight request is
+// held inside the handler by a wrapper, the only way to make a pre-rendered
+// draw slow.
+func TestShutdownSequence(t *testing.T) {
+	const drain = 500 * time.Millisecond
+	s := newServer("great-fortune", false)
+	entered, release := make(chan struct{}), make(chan struct{})
+	srv := s.HTTPServer()
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Hold") != "" {
+			close(entered)
+			<-release
+		}
+		s.ServeHTTP(w, r)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startOn(t, s, srv, ln, drain)
+
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	slow := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", r.url+"/?format=json", nil)
+		req.Header.Set("X-Hold", "1")
+		resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+		if err != nil {
+			slow <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		slow <- result{resp.StatusCode, string(body), err}
+	}()
+	<-entered
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.stop() }()
+
+	// Readiness fails as soon as shutdown begins, while draws still work.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, _ := get(t, "GET", r.url+ReadyPath, nil)
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readiness still %d", resp.StatusCode)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if resp, _ := get(t, "GET", r.url+"/", nil); resp.StatusCode != 200 {
+		t.Errorf("draw during drain: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, "GET", r.url+HealthPath, nil); resp.StatusCode != 200 {
+		t.Errorf("liveness during drain: %d", resp.StatusCode)
+	}
+
+	// After the drain the listener closes while the held request waits.
+	for {
+		c, err := net.Dial("tcp", r.addr)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("listener still open")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case err := <-stopped:
+		t.Fatalf("Run returned (%v) with a request in flight", err)
+	default:
+	}
+	close(release)
+	res := <-slow
+	if res.err != nil || res.status != 200 || !strings.Contains(res.body, `"fortune":"great-fortune"`) {
+		t.Errorf("in-flight request: %d %q %v", res.status, res.body, res.err)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("Run returned %v, want nil", err)
+	}
+}
+
+func TestHTTPServerLimits(t *testing.T) {
+	srv := newServer("great-fortune", false).HTTPServer()
+	if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 {
+		t.Errorf("timeouts not all set: header %v read %v write %v idle %v", srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout)
+	}
+	if srv.ReadHeaderTimeout > 10*time.Second || srv.MaxHeaderBytes <= 0 || srv.MaxHeaderBytes > 64<<10 {
+		t.Errorf("limits too loose: header timeout %v, max header bytes %d", srv.ReadHeaderTimeout, srv.MaxHeaderBytes)
+	}
+}
+
+// TestSlowlorisIsCut proves the header timeout is enforced: a client that
+// never finishes its headers is disconnected. The timeout is shortened so
+// the test does not wait the real 5 s.
+func TestSlowlorisIsCut(t *testing.T) {
+	s := newServer("great-fortune", false)
+	srv := s.HTTPServer()
+	srv.ReadHeaderTimeout = 200 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startOn(t, s, srv, ln, 0)
+	c, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n")
+	// Trickle a header byte at a time; the server must hang up long before
+	// the test gives up.
+	began := time.Now()
+	var got []byte
+	for {
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		var buf [512]byte
+		n, err := c.Read(buf[:])
+		got = append(got, buf[:n]...)
+		if n > 0 || (err != nil && !isTimeout(err)) {
+			break // the server answered or hung up
+		}
+		if time.Since(began) > 10*time.Second {
+			t.Fatal("a slowloris connection is still open after 10 s with a 200 ms header timeout")
+		}
+		if _, err := io.WriteString(c, "X"); err != nil {
+			break
+		}
+	}
+	if strings.Contains(string(got), " 200 ") {
+		t.Fatalf("a slowloris request was served: %q", got)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func TestServeErrorIsReturned(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	if err := newServer("great-fortune", false).Run(context.Background(), ln, 0); err == nil || errors.Is(err, http.ErrServerClosed) {
+		t.Errorf("Run on a closed listener returned %v", err)
+	}
+}
+
+func TestHTMLEscapesThePodName(t *testing.T) {
+	f, _ := fortune.Lookup("great-fortune")
+	s := New(Config{Fortune: f, Pod: `<b>"pod"</b>`})
+	page := string(s.pages[formatHTML].body)
+	if strings.Contains(page, "<b>") || !strings.Contains(page, "&lt;b&gt;") {
+		t.Error("pod name not escaped in the page")
+	}
+	if strings.Contains(string(s.pages[formatJSON].body), "<b>") {
+		t.Error("pod name not escaped in JSON")
+	}
+}
