@@ -1,0 +1,225 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/omikuji/omikuji/internal/fortune"
+)
+
+// cycleServer answers draws from a fixed cycle of pods, one step per
+// request, and counts the TCP connections it accepts.
+type cycleServer struct {
+	*httptest.Server
+	next  atomic.Int64
+	conns atomic.Int64
+}
+
+// tenPods is one pass of a round-robin balancer over the default replicas.
+var tenPods = []string{
+	"great-fortune-0", "middle-fortune-0", "middle-fortune-1",
+	"small-fortune-0", "small-fortune-1", "small-fortune-2", "small-fortune-3", "small-fortune-4", "small-fortune-5",
+	"misfortune-0",
+}
+
+func newCycleServer(t *testing.T, pods []string) *cycleServer {
+	s := &cycleServer{}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept") != "application/json" {
+			http.Error(w, "want JSON", http.StatusNotAcceptable)
+			return
+		}
+		pod := pods[int(s.next.Add(1)-1)%len(pods)]
+		id := pod[:strings.LastIndex(pod, "-")]
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{"fortune": id, "pod": pod})
+	}))
+	s.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestDrawUsesANewConnectionPerDraw(t *testing.T) {
+	srv := newCycleServer(t, tenPods)
+	o := Options{URL: srv.URL, Draws: 200, Concurrency: 4, Timeout: 5 * time.Second}
+	var progress atomic.Int64
+	o.OnDraw = func() { progress.Add(1) }
+	s, err := Draw(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Outcomes) != 200 || s.Stopped != "" || progress.Load() != 200 {
+		t.Fatalf("%d outcomes (stopped %q), %d progress calls; want 200", len(s.Outcomes), s.Stopped, progress.Load())
+	}
+	if got := srv.conns.Load(); got != 200 {
+		t.Errorf("server saw %d connections for 200 draws, want one each", got)
+	}
+	r := Analyze(s, o, fortune.DefaultReplicas(), 0.001)
+	want := map[string][2]int{"great-fortune": {20, 1}, "middle-fortune": {40, 2}, "small-fortune": {120, 6}, "misfortune": {20, 1}}
+	for _, row := range r.Fortunes {
+		if got := [2]int{row.Count, row.Pods}; got != want[row.ID] {
+			t.Errorf("%s: count, pods = %v, want %v", row.ID, got, want[row.ID])
+		}
+	}
+	if r.Succeeded != 200 || r.Failed != 0 || !r.GoodnessOfFit.Passed {
+		t.Errorf("report: %+v", r)
+	}
+}
+
+func TestDrawKeepAliveHoldsOneConnectionPerWorker(t *testing.T) {
+	srv := newCycleServer(t, tenPods)
+	o := Options{URL: srv.URL, Draws: 100, Concurrency: 3, Timeout: 5 * time.Second, KeepAlive: true}
+	s, err := Draw(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Outcomes) != 100 {
+		t.Fatalf("%d outcomes, want 100", len(s.Outcomes))
+	}
+	if got := srv.conns.Load(); got != 3 {
+		t.Errorf("server saw %d connections from 3 kept-alive workers, want 3", got)
+	}
+}
+
+func TestDrawClassifiesFailures(t *testing.T) {
+	block := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(block) }) }
+	mux := http.NewServeMux()
+	mux.HandleFunc("/500", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) })
+	mux.HandleFunc("/html", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "<h1>大吉</h1>") })
+	mux.HandleFunc("/unknown", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"fortune":"jackpot","pod":"x"}`) })
+	mux.HandleFunc("/huge", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"fortune":"misfortune","pod":%q}`, strings.Repeat("x", maxBody))
+	})
+	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/elsewhere", http.StatusFound) })
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Cleanup(release)
+
+	refused := closedPortURL(t)
+	for path, want := range map[string]string{
+		srv.URL + "/500":      "http_status_500",
+		srv.URL + "/html":     FailBadBody,
+		srv.URL + "/unknown":  FailUnknown,
+		srv.URL + "/huge":     FailBadBody,
+		srv.URL + "/redirect": "http_status_302",
+		srv.URL + "/slow":     FailTimeout,
+		refused:               FailRefused,
+	} {
+		o := Options{URL: path, Draws: 3, Concurrency: 1, Timeout: 200 * time.Millisecond}
+		s, err := Draw(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Outcomes) != 3 {
+			t.Fatalf("%s: %d outcomes, want 3", path, len(s.Outcomes))
+		}
+		for _, out := range s.Outcomes {
+			if out.Failure != want || out.Err == "" {
+				t.Errorf("%s: outcome %+v, want failure %q with a message", path, out, want)
+			}
+		}
+		r := Analyze(s, o, fortune.DefaultReplicas(), 0.001)
+		if r.Verdict != Unreachable || r.ExitCode() != 2 || r.Failures[want] != 3 || r.FailureExamples[want] == "" || len(r.LikelyCauses) == 0 {
+			t.Errorf("%s: report %+v", path, r)
+		}
+	}
+}
+
+// closedPortURL returns the URL of a port on 127.0.0.1 that nothing listens on.
+func closedPortURL(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr + "/"
+}
+
+func TestDrawGivesUpWhenTheFirstDrawsAllFail(t *testing.T) {
+	o := Options{URL: closedPortURL(t), Draws: 100_000, Concurrency: 4, Timeout: time.Second}
+	s, err := Draw(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Outcomes) != giveUpAfter || !strings.Contains(s.Stopped, "all failed") {
+		t.Errorf("%d outcomes, stopped %q; want to stop after %d", len(s.Outcomes), s.Stopped, giveUpAfter)
+	}
+}
+
+func TestDrawStopsWhenCancelled(t *testing.T) {
+	srv := newCycleServer(t, tenPods)
+	ctx, cancel := context.WithCancel(context.Background())
+	o := Options{URL: srv.URL, Draws: 1_000_000, Concurrency: 2, Timeout: 5 * time.Second}
+	var n atomic.Int64
+	o.OnDraw = func() {
+		if n.Add(1) == 50 {
+			cancel()
+		}
+	}
+	s, err := Draw(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Outcomes) < 50 || len(s.Outcomes) > 52 || !strings.Contains(s.Stopped, "interrupted") {
+		t.Errorf("%d outcomes, stopped %q; want about 50, interrupted", len(s.Outcomes), s.Stopped)
+	}
+	for _, out := range s.Outcomes {
+		if out.Failure != "" {
+			t.Errorf("a draw cut short by cancelling was counted: %+v", out)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := Options{URL: "http://127.0.0.1:30081/", Draws: 1, Concurrency: 1, Timeout: time.Second}
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		edit func(*Options)
+		want string
+	}{
+		{func(o *Options) { o.URL = "127.0.0.1:30081" }, "http://"},
+		{func(o *Options) { o.URL = "ftp://example.com/" }, "http://"},
+		{func(o *Options) { o.URL = "http://" }, "no host"},
+		{func(o *Options) { o.URL = "http://[::1" }, "bad URL"},
+		{func(o *Options) { o.URL = "http://127.0.0.1:99999/" }, "port"},
+		{func(o *Options) { o.Draws = 0 }, "draws"},
+		{func(o *Options) { o.Draws = -5 }, "draws"},
+		{func(o *Options) { o.Concurrency = 0 }, "concurrency"},
+		{func(o *Options) { o.Timeout = 0 }, "timeout"},
+	} {
+		o := good
+		tc.edit(&o)
+		err := o.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want one containing %q", o, err, tc.want)
+		}
+		if _, err := Draw(context.Background(), o); err == nil {
+			t.Errorf("Draw accepted %+v", o)
+		}
+	}
+}
