@@ -1,0 +1,571 @@
+package deploy
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	psapi "k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
+
+	"github.com/omikuji/omikuji/internal/fortune"
+	"github.com/omikuji/omikuji/internal/server"
+)
+
+// The facts about the kit that other parts of omikuji rely on: the
+// real-cluster tests and the docs reach the Service by these.
+const (
+	Namespace   = "omikuji"
+	ServiceName = "omikuji"
+	ServicePort = 8080
+	NodePort    = 30081
+	// FortuneLabel carries the fortune ID on each Deployment's pods.
+	FortuneLabel = "omikuji/fortune"
+)
+
+// Check runs every invariant on kit and returns one readable error per
+// violation, each naming the object at fault; nil means the kit is sound.
+func Check(kit *Kit) []error {
+	var errs []error
+	for _, check := range []func(*Kit) []error{
+		checkNamespace,
+		checkFortunes,
+		checkSelectors,
+		checkService,
+		checkPorts,
+		checkPodSecurity,
+		checkHardening,
+		checkProbes,
+		checkRollout,
+		checkTopologySpread,
+		checkNetworkPolicy,
+		checkServiceMonitors,
+	} {
+		errs = append(errs, check(kit)...)
+	}
+	return errs
+}
+
+func checkNamespace(kit *Kit) []error {
+	var errs []error
+	if len(kit.Namespaces) != 1 || kit.Namespaces[0].Name != Namespace {
+		errs = append(errs, fmt.Errorf("want exactly one Namespace %q, got %d", Namespace, len(kit.Namespaces)))
+	}
+	in := func(kind, name, ns string) {
+		if ns != Namespace {
+			errs = append(errs, fmt.Errorf("%s %s: in namespace %q, want %q", kind, name, ns, Namespace))
+		}
+	}
+	for _, d := range kit.Deployments {
+		in("Deployment", d.Name, d.Namespace)
+	}
+	for _, s := range kit.Services {
+		in("Service", s.Name, s.Namespace)
+	}
+	for _, p := range kit.NetworkPolicies {
+		in("NetworkPolicy", p.Name, p.Namespace)
+	}
+	return errs
+}
+
+// checkFortunes ties the Deployments to the catalogue: one per fortune,
+// named by its ID, serving that fortune, with the catalogue's replicas.
+func checkFortunes(kit *Kit) []error {
+	var errs []error
+	want := fortune.DefaultReplicas()
+	seen := make(map[string]bool)
+	for _, d := range kit.Deployments {
+		n, ok := want[d.Name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("Deployment %s: not a fortune of the catalogue (%s)", d.Name, strings.Join(fortune.IDs(), ", ")))
+			continue
+		}
+		seen[d.Name] = true
+		switch {
+		case d.Spec.Replicas == nil:
+			errs = append(errs, fmt.Errorf("Deployment %s: replicas not set; the catalogue says %d", d.Name, n))
+		case int(*d.Spec.Replicas) != n:
+			errs = append(errs, fmt.Errorf("Deployment %s: replicas %d, but the catalogue (internal/fortune) says %d: the odds have drifted", d.Name, *d.Spec.Replicas, n))
+		}
+		if got := d.Spec.Template.Labels[FortuneLabel]; got != d.Name {
+			errs = append(errs, fmt.Errorf("Deployment %s: pod label %s=%q, want %q", d.Name, FortuneLabel, got, d.Name))
+		}
+		c, err := fortuneContainer(d)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if got, _ := flagValue(c.Args, "fortune"); got != d.Name {
+			errs = append(errs, fmt.Errorf("Deployment %s: container args %q serve fortune %q, want %q", d.Name, c.Args, got, d.Name))
+		}
+		if len(c.Args) == 0 || c.Args[0] != "serve" {
+			errs = append(errs, fmt.Errorf("Deployment %s: container args %q do not start with the serve command", d.Name, c.Args))
+		}
+	}
+	for _, id := range fortune.IDs() {
+		if !seen[id] {
+			errs = append(errs, fmt.Errorf("no Deployment for fortune %s", id))
+		}
+	}
+	return errs
+}
+
+// checkSelectors: each Deployment selects its own pods and nobody else's.
+// Overlapping selectors (the original's one shared label) make the
+// Deployments' ReplicaSets count and delete each other's pods.
+func checkSelectors(kit *Kit) []error {
+	var errs []error
+	selectors := make([]labels.Selector, len(kit.Deployments))
+	for i, d := range kit.Deployments {
+		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+		if err != nil || sel.Empty() {
+			errs = append(errs, fmt.Errorf("Deployment %s: invalid or empty selector: %v", d.Name, err))
+			continue
+		}
+		selectors[i] = sel
+		if !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			errs = append(errs, fmt.Errorf("Deployment %s: selector %s does not match its own pod template labels %v", d.Name, sel, d.Spec.Template.Labels))
+		}
+	}
+	for i, a := range kit.Deployments {
+		for j, b := range kit.Deployments {
+			if i >= j || selectors[i] == nil || selectors[j] == nil {
+				continue
+			}
+			if selectorsOverlap(a.Spec.Selector, b.Spec.Selector) ||
+				selectors[i].Matches(labels.Set(b.Spec.Template.Labels)) ||
+				selectors[j].Matches(labels.Set(a.Spec.Template.Labels)) {
+				errs = append(errs, fmt.Errorf("Deployments %s and %s: selectors overlap (%s / %s); each must select only its own fortune's pods", a.Name, b.Name, selectors[i], selectors[j]))
+			}
+		}
+	}
+	return errs
+}
+
+// selectorsOverlap reports whether some label set satisfies both
+// selectors' matchLabels: no key is required with two different values.
+// Selectors with matchExpressions are judged by the template checks alone.
+func selectorsOverlap(a, b *metav1.LabelSelector) bool {
+	if len(a.MatchExpressions) > 0 || len(b.MatchExpressions) > 0 {
+		return false
+	}
+	for k, v := range a.MatchLabels {
+		if w, ok := b.MatchLabels[k]; ok && w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// checkService: the one Service draws among exactly the four fortunes'
+// pods, with nothing that skews the per-connection random choice.
+func checkService(kit *Kit) []error {
+	if len(kit.Services) != 1 || kit.Services[0].Name != ServiceName {
+		return []error{fmt.Errorf("want exactly one Service %q, got %d", ServiceName, len(kit.Services))}
+	}
+	s := kit.Services[0]
+	var errs []error
+	if len(s.Spec.Selector) == 0 {
+		return []error{fmt.Errorf("Service %s: no selector", s.Name)}
+	}
+	sel := labels.SelectorFromSet(s.Spec.Selector)
+	var selected []string
+	for _, d := range kit.Deployments {
+		if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			selected = append(selected, d.Name)
+		}
+	}
+	slices.Sort(selected)
+	want := fortune.IDs()
+	slices.Sort(want)
+	if !slices.Equal(selected, want) {
+		errs = append(errs, fmt.Errorf("Service %s: selector %s selects the pods of [%s], want exactly [%s]", s.Name, sel, strings.Join(selected, " "), strings.Join(want, " ")))
+	}
+	if s.Spec.SessionAffinity != corev1.ServiceAffinityNone {
+		errs = append(errs, fmt.Errorf("Service %s: sessionAffinity %q pins a client to the fortune it drew first; want None", s.Name, s.Spec.SessionAffinity))
+	}
+	switch s.Spec.Type {
+	case corev1.ServiceTypeLoadBalancer, corev1.ServiceTypeNodePort:
+		if s.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyCluster {
+			errs = append(errs, fmt.Errorf("Service %s: externalTrafficPolicy %q draws only among the pods on the receiving node; want Cluster", s.Name, s.Spec.ExternalTrafficPolicy))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("Service %s: type %q, want LoadBalancer or NodePort", s.Name, s.Spec.Type))
+	}
+	if p := s.Spec.InternalTrafficPolicy; p != nil && *p != corev1.ServiceInternalTrafficPolicyCluster {
+		errs = append(errs, fmt.Errorf("Service %s: internalTrafficPolicy %q draws only among the pods on the client's node; want Cluster", s.Name, *p))
+	}
+	if s.Spec.TrafficDistribution != nil {
+		errs = append(errs, fmt.Errorf("Service %s: trafficDistribution %q prefers nearby pods; leave it unset", s.Name, *s.Spec.TrafficDistribution))
+	}
+	for _, a := range []string{"service.kubernetes.io/topology-mode", "service.kubernetes.io/topology-aware-hints"} {
+		if v, ok := s.Annotations[a]; ok {
+			errs = append(errs, fmt.Errorf("Service %s: annotation %s=%q turns on topology-aware routing; remove it", s.Name, a, v))
+		}
+	}
+	return errs
+}
+
+// checkPorts: the Service's port reaches the container's named port on
+// every fortune, and the node port is the documented one, inside the range.
+func checkPorts(kit *Kit) []error {
+	if len(kit.Services) != 1 {
+		return nil // checkService reports it
+	}
+	s := kit.Services[0]
+	if len(s.Spec.Ports) != 1 {
+		return []error{fmt.Errorf("Service %s: %d ports, want one", s.Name, len(s.Spec.Ports))}
+	}
+	p := s.Spec.Ports[0]
+	var errs []error
+	if p.Port != ServicePort {
+		errs = append(errs, fmt.Errorf("Service %s: port %d, want %d", s.Name, p.Port, ServicePort))
+	}
+	if p.Protocol != corev1.ProtocolTCP {
+		errs = append(errs, fmt.Errorf("Service %s: protocol %q, want TCP", s.Name, p.Protocol))
+	}
+	if p.NodePort < 30000 || p.NodePort > 32767 {
+		errs = append(errs, fmt.Errorf("Service %s: nodePort %d is outside the default NodePort range 30000-32767", s.Name, p.NodePort))
+	} else if p.NodePort != NodePort {
+		errs = append(errs, fmt.Errorf("Service %s: nodePort %d, want %d", s.Name, p.NodePort, NodePort))
+	}
+	for _, d := range kit.Deployments {
+		c, err := fortuneContainer(d)
+		if err != nil {
+			continue // checkFortunes reports it
+		}
+		if _, ok := resolvePort(c, p.TargetPort); !ok {
+			errs = append(errs, fmt.Errorf("Service %s: targetPort %s is not a containerPort of Deployment %s (ports %v)", s.Name, p.TargetPort.String(), d.Name, portNames(c)))
+		}
+	}
+	return errs
+}
+
+// checkPodSecurity evaluates every pod template against the Pod Security
+// Standard "restricted", latest version, as the admission plugin would.
+func checkPodSecurity(kit *Kit) []error {
+	evaluator, err := policy.NewEvaluator(policy.DefaultChecks())
+	if err != nil {
+		return []error{err}
+	}
+	level := psapi.LevelVersion{Level: psapi.LevelRestricted, Version: psapi.LatestVersion()}
+	var errs []error
+	for _, d := range kit.Deployments {
+		for _, r := range evaluator.EvaluatePod(level, &d.Spec.Template.ObjectMeta, &d.Spec.Template.Spec) {
+			if !r.Allowed {
+				errs = append(errs, fmt.Errorf("Deployment %s: violates Pod Security restricted: %s (%s)", d.Name, r.ForbiddenReason, r.ForbiddenDetail))
+			}
+		}
+	}
+	return errs
+}
+
+// checkHardening covers what "restricted" leaves out.
+func checkHardening(kit *Kit) []error {
+	var errs []error
+	for _, d := range kit.Deployments {
+		spec := d.Spec.Template.Spec
+		if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+			errs = append(errs, fmt.Errorf("Deployment %s: automountServiceAccountToken must be false (the server never calls the API)", d.Name))
+		}
+		for _, c := range spec.Containers {
+			sc := c.SecurityContext
+			if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+				errs = append(errs, fmt.Errorf("Deployment %s: container %s: readOnlyRootFilesystem must be true", d.Name, c.Name))
+			}
+			if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
+				errs = append(errs, fmt.Errorf("Deployment %s: container %s: cpu and memory requests must be set", d.Name, c.Name))
+			}
+			if c.Resources.Limits.Memory().IsZero() {
+				errs = append(errs, fmt.Errorf("Deployment %s: container %s: a memory limit must be set", d.Name, c.Name))
+			}
+		}
+	}
+	return errs
+}
+
+// checkProbes asks the real server's handler about each probe path instead
+// of repeating the paths here: readiness must answer 200 and fail once the
+// replica drains, liveness must answer 200 even while draining (or the
+// kubelet would restart a pod that is shutting down cleanly).
+func checkProbes(kit *Kit) []error {
+	var errs []error
+	for _, d := range kit.Deployments {
+		f, err := fortune.Lookup(d.Name)
+		if err != nil {
+			continue // checkFortunes reports it
+		}
+		c, err := fortuneContainer(d)
+		if err != nil {
+			continue
+		}
+		for _, probe := range []struct {
+			kind         string
+			p            *corev1.Probe
+			okOnDraining bool
+		}{
+			{"readinessProbe", c.ReadinessProbe, false},
+			{"livenessProbe", c.LivenessProbe, true},
+		} {
+			where := fmt.Sprintf("Deployment %s: %s", d.Name, probe.kind)
+			if probe.p == nil || probe.p.HTTPGet == nil {
+				errs = append(errs, fmt.Errorf("%s: want an httpGet probe", where))
+				continue
+			}
+			get := probe.p.HTTPGet
+			if _, ok := resolvePort(c, get.Port); !ok {
+				errs = append(errs, fmt.Errorf("%s: port %s is not a containerPort (ports %v)", where, get.Port.String(), portNames(c)))
+			}
+			srv := server.New(server.Config{Fortune: f, Pod: "probe-check"})
+			if code := status(srv.Handler(), get.Path); code != http.StatusOK {
+				errs = append(errs, fmt.Errorf("%s: the server answers GET %s with %d, want 200", where, get.Path, code))
+				continue
+			}
+			srv.BeginShutdown()
+			code := status(srv.Handler(), get.Path)
+			if probe.okOnDraining && code != http.StatusOK {
+				errs = append(errs, fmt.Errorf("%s: GET %s answers %d while the replica drains; liveness must stay 200", where, get.Path, code))
+			}
+			if !probe.okOnDraining && code == http.StatusOK {
+				errs = append(errs, fmt.Errorf("%s: GET %s still answers 200 while the replica drains, so the pod would stay in the draw; probe the server's readiness path", where, get.Path))
+			}
+		}
+		if c.LivenessProbe != nil && c.LivenessProbe.HTTPGet != nil && c.LivenessProbe.HTTPGet.Path != server.HealthPath {
+			errs = append(errs, fmt.Errorf("Deployment %s: livenessProbe: path %s is not the server's health path %s (a draw path would count probes as draws)", d.Name, c.LivenessProbe.HTTPGet.Path, server.HealthPath))
+		}
+	}
+	return errs
+}
+
+// checkRollout: a rolling update never takes a fortune's last ready pod
+// away, and the kubelet waits for drain + shutdown before killing a pod.
+func checkRollout(kit *Kit) []error {
+	var errs []error
+	for _, d := range kit.Deployments {
+		st := d.Spec.Strategy
+		if st.Type != appsv1.RollingUpdateDeploymentStrategyType || st.RollingUpdate == nil || st.RollingUpdate.MaxUnavailable == nil ||
+			st.RollingUpdate.MaxUnavailable.String() != "0" {
+			errs = append(errs, fmt.Errorf("Deployment %s: want strategy RollingUpdate with maxUnavailable 0, so a fortune never drops out of the draw during a rollout", d.Name))
+		}
+		c, err := fortuneContainer(d)
+		if err != nil {
+			continue
+		}
+		drain, err := durationFlag(c.Args, "drain", -1)
+		if err == nil && drain < 0 {
+			err = errors.New("--drain not set; write it out so the grace period can be checked against it")
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("Deployment %s: %w", d.Name, err))
+			continue
+		}
+		shutdown, err := durationFlag(c.Args, "shutdown-timeout", server.DefaultShutdownTimeout)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("Deployment %s: %w", d.Name, err))
+			continue
+		}
+		grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
+		if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil {
+			grace = *g
+		}
+		if time.Duration(grace)*time.Second <= drain+shutdown {
+			errs = append(errs, fmt.Errorf("Deployment %s: terminationGracePeriodSeconds %d is not above drain %v + shutdown %v", d.Name, grace, drain, shutdown))
+		}
+	}
+	return errs
+}
+
+// checkTopologySpread: spread over nodes and zones, but never so strictly
+// that a single-node cluster cannot schedule the pods.
+func checkTopologySpread(kit *Kit) []error {
+	var errs []error
+	for _, d := range kit.Deployments {
+		keys := map[string]bool{}
+		for _, t := range d.Spec.Template.Spec.TopologySpreadConstraints {
+			keys[t.TopologyKey] = true
+			if t.WhenUnsatisfiable != corev1.ScheduleAnyway {
+				errs = append(errs, fmt.Errorf("Deployment %s: topology spread on %s is %s; want ScheduleAnyway so that one node (or one zone) can run every fortune", d.Name, t.TopologyKey, t.WhenUnsatisfiable))
+			}
+			sel, err := metav1.LabelSelectorAsSelector(t.LabelSelector)
+			if err != nil || sel.Empty() || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+				errs = append(errs, fmt.Errorf("Deployment %s: topology spread on %s does not select the Deployment's own pods", d.Name, t.TopologyKey))
+			}
+		}
+		for _, k := range []string{corev1.LabelHostname, corev1.LabelTopologyZone} {
+			if !keys[k] {
+				errs = append(errs, fmt.Errorf("Deployment %s: no topology spread over %s", d.Name, k))
+			}
+		}
+	}
+	return errs
+}
+
+// checkNetworkPolicy: the fortunes' pods admit only their HTTP port and
+// open no connection at all.
+func checkNetworkPolicy(kit *Kit) []error {
+	if len(kit.NetworkPolicies) != 1 {
+		return []error{fmt.Errorf("want exactly one NetworkPolicy for the fortunes, got %d", len(kit.NetworkPolicies))}
+	}
+	np := kit.NetworkPolicies[0]
+	var errs []error
+	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+	if err != nil {
+		return []error{fmt.Errorf("NetworkPolicy %s: %w", np.Name, err)}
+	}
+	for _, d := range kit.Deployments {
+		if !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			errs = append(errs, fmt.Errorf("NetworkPolicy %s: podSelector %s does not select Deployment %s's pods", np.Name, sel, d.Name))
+		}
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, "Ingress") || !slices.Contains(np.Spec.PolicyTypes, "Egress") {
+		errs = append(errs, fmt.Errorf("NetworkPolicy %s: policyTypes %v, want both Ingress and Egress", np.Name, np.Spec.PolicyTypes))
+	}
+	if len(np.Spec.Egress) > 0 {
+		errs = append(errs, fmt.Errorf("NetworkPolicy %s: allows egress; the server opens no connections, deny all", np.Name))
+	}
+	var ports []string
+	for _, rule := range np.Spec.Ingress {
+		if len(rule.Ports) == 0 {
+			errs = append(errs, fmt.Errorf("NetworkPolicy %s: an ingress rule admits every port; admit only the HTTP port", np.Name))
+		}
+		for _, p := range rule.Ports {
+			ports = append(ports, portString(p.Port))
+			if p.Port == nil || p.EndPort != nil {
+				errs = append(errs, fmt.Errorf("NetworkPolicy %s: ingress port %s admits a range; admit only the HTTP port", np.Name, portString(p.Port)))
+				continue
+			}
+			for _, d := range kit.Deployments {
+				c, err := fortuneContainer(d)
+				if err != nil {
+					continue
+				}
+				if cp, ok := resolvePort(c, *p.Port); !ok || cp.Name != "http" {
+					errs = append(errs, fmt.Errorf("NetworkPolicy %s: ingress port %s is not Deployment %s's http containerPort", np.Name, portString(p.Port), d.Name))
+				}
+			}
+		}
+	}
+	if len(ports) == 0 {
+		errs = append(errs, fmt.Errorf("NetworkPolicy %s: admits no ingress port, so no draw could reach a pod", np.Name))
+	}
+	return errs
+}
+
+// checkServiceMonitors: an optional ServiceMonitor scrapes the Service's
+// port at the server's real metrics path.
+func checkServiceMonitors(kit *Kit) []error {
+	var errs []error
+	for _, m := range kit.ServiceMonitors {
+		sel, err := metav1.LabelSelectorAsSelector(&m.Spec.Selector)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("ServiceMonitor %s: %w", m.Name, err))
+			continue
+		}
+		if m.Namespace != Namespace {
+			errs = append(errs, fmt.Errorf("ServiceMonitor %s: in namespace %q, want %q", m.Name, m.Namespace, Namespace))
+		}
+		var svc *corev1.Service
+		for i, s := range kit.Services {
+			if sel.Matches(labels.Set(s.Labels)) {
+				svc = &kit.Services[i]
+			}
+		}
+		if svc == nil {
+			errs = append(errs, fmt.Errorf("ServiceMonitor %s: selector %s matches no Service's labels", m.Name, sel))
+			continue
+		}
+		if len(m.Spec.Endpoints) == 0 {
+			errs = append(errs, fmt.Errorf("ServiceMonitor %s: no endpoints", m.Name))
+		}
+		for _, e := range m.Spec.Endpoints {
+			if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == e.Port }) {
+				errs = append(errs, fmt.Errorf("ServiceMonitor %s: port %q is not a port name of Service %s", m.Name, e.Port, svc.Name))
+			}
+			h := server.New(server.Config{Fortune: fortune.Catalogue[0], Pod: "metrics-check"}).Handler()
+			if code := status(h, e.Path); code != http.StatusOK {
+				errs = append(errs, fmt.Errorf("ServiceMonitor %s: the server answers GET %s with %d, want 200", m.Name, e.Path, code))
+			}
+		}
+	}
+	return errs
+}
+
+// fortuneContainer returns the Deployment's only container.
+func fortuneContainer(d appsv1.Deployment) (corev1.Container, error) {
+	if n := len(d.Spec.Template.Spec.Containers); n != 1 {
+		return corev1.Container{}, fmt.Errorf("Deployment %s: %d containers, want one", d.Name, n)
+	}
+	return d.Spec.Template.Spec.Containers[0], nil
+}
+
+// resolvePort finds the containerPort a Service or probe port refers to.
+func resolvePort(c corev1.Container, port intstr.IntOrString) (corev1.ContainerPort, bool) {
+	for _, p := range c.Ports {
+		if (port.Type == intstr.String && port.StrVal == p.Name) ||
+			(port.Type == intstr.Int && port.IntVal == p.ContainerPort) {
+			return p, true
+		}
+	}
+	return corev1.ContainerPort{}, false
+}
+
+func portNames(c corev1.Container) []string {
+	var names []string
+	for _, p := range c.Ports {
+		names = append(names, fmt.Sprintf("%s=%d", p.Name, p.ContainerPort))
+	}
+	return names
+}
+
+func portString(p *intstr.IntOrString) string {
+	if p == nil {
+		return "(all)"
+	}
+	return p.String()
+}
+
+// flagValue finds --name=value or --name value in args, as Go's flag
+// package reads them.
+func flagValue(args []string, name string) (string, bool) {
+	for i, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v, true
+		}
+		if a == name && i+1 < len(args) {
+			return args[i+1], true
+		}
+	}
+	return "", false
+}
+
+func durationFlag(args []string, name string, def time.Duration) (time.Duration, error) {
+	v, ok := flagValue(args, name)
+	if !ok {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("--%s=%q: %w", name, v, err)
+	}
+	return d, nil
+}
+
+// status sends GET path to h and returns the response status.
+func status(h http.Handler, path string) int {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://omikuji"+path, nil))
+	return rec.Code
+}

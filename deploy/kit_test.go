@@ -1,0 +1,156 @@
+package deploy
+
+import (
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/omikuji/omikuji/internal/fortune"
+	"github.com/omikuji/omikuji/internal/server"
+)
+
+const (
+	base  = "kustomize/base"
+	local = "kustomize/overlays/local"
+	eks   = "kustomize/overlays/eks"
+	// The eks overlay's image is a placeholder that `make aws-up` replaces
+	// through a kustomize images entry with exactly this name.
+	eksImageName = "ACCOUNT.dkr.ecr.REGION.amazonaws.com/omikuji/fortune"
+)
+
+func build(t *testing.T, dir string) *Kit {
+	t.Helper()
+	kit, err := Build(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kit
+}
+
+func TestEveryKustomizationIsSound(t *testing.T) {
+	for _, dir := range []string{base, local, eks, "testdata/components", "testdata/aws-up"} {
+		t.Run(dir, func(t *testing.T) {
+			kit := build(t, dir)
+			if len(kit.Deployments) != len(fortune.Catalogue) {
+				t.Fatalf("%d Deployments, want %d", len(kit.Deployments), len(fortune.Catalogue))
+			}
+			for _, err := range Check(kit) {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestLocalOverlayRunsTheImportedImageOnANodePort(t *testing.T) {
+	kit := build(t, local)
+	if got := kit.Services[0].Spec.Type; got != corev1.ServiceTypeNodePort {
+		t.Errorf("Service type %s, want NodePort", got)
+	}
+	for _, d := range kit.Deployments {
+		c := d.Spec.Template.Spec.Containers[0]
+		if c.Image != "omikuji:dev" || c.ImagePullPolicy != corev1.PullNever {
+			t.Errorf("Deployment %s: image %q pull %q, want omikuji:dev pull Never", d.Name, c.Image, c.ImagePullPolicy)
+		}
+	}
+}
+
+func TestEKSOverlayUsesECRAndAnNLBWithInstanceTargets(t *testing.T) {
+	kit := build(t, eks)
+	s := kit.Services[0]
+	if s.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		t.Errorf("Service type %s, want LoadBalancer", s.Spec.Type)
+	}
+	for k, v := range map[string]string{
+		"service.beta.kubernetes.io/aws-load-balancer-type":            "nlb",
+		"service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "instance",
+		"service.beta.kubernetes.io/aws-load-balancer-scheme":          "internet-facing",
+	} {
+		if s.Annotations[k] != v {
+			t.Errorf("Service annotation %s=%q, want %q", k, s.Annotations[k], v)
+		}
+	}
+	for _, d := range kit.Deployments {
+		c := d.Spec.Template.Spec.Containers[0]
+		if !strings.HasPrefix(c.Image, eksImageName+":") {
+			t.Errorf("Deployment %s: image %q, want the placeholder %s:…", d.Name, c.Image, eksImageName)
+		}
+		if c.ImagePullPolicy == corev1.PullNever {
+			t.Errorf("Deployment %s: imagePullPolicy Never on EKS", d.Name)
+		}
+	}
+}
+
+// testdata/aws-up is what `make aws-up` does: a kustomization on top of
+// overlays/eks that sets the real registry and tag.
+func TestAWSUpCanSetTheRealImage(t *testing.T) {
+	for _, d := range build(t, "testdata/aws-up").Deployments {
+		if got, want := d.Spec.Template.Spec.Containers[0].Image, "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/omikuji/fortune:0123abc"; got != want {
+			t.Errorf("Deployment %s: image %q, want %q", d.Name, got, want)
+		}
+	}
+}
+
+// testdata/components adds both optional Prometheus components to eks.
+func TestPrometheusComponents(t *testing.T) {
+	kit := build(t, "testdata/components")
+	if len(kit.ServiceMonitors) != 1 {
+		t.Fatalf("%d ServiceMonitors, want 1", len(kit.ServiceMonitors))
+	}
+	h := server.New(server.Config{Fortune: fortune.Catalogue[0], Pod: "x"}).Handler()
+	for _, d := range kit.Deployments {
+		a := d.Spec.Template.Annotations
+		if a["prometheus.io/scrape"] != "true" {
+			t.Errorf("Deployment %s: no prometheus.io/scrape annotation", d.Name)
+		}
+		if a["prometheus.io/port"] != "8081" || d.Spec.Template.Spec.Containers[0].Ports[0].ContainerPort != 8081 {
+			t.Errorf("Deployment %s: prometheus.io/port %q is not the containerPort", d.Name, a["prometheus.io/port"])
+		}
+		if code := status(h, a["prometheus.io/path"]); code != http.StatusOK {
+			t.Errorf("Deployment %s: prometheus.io/path %q answers %d", d.Name, a["prometheus.io/path"], code)
+		}
+	}
+}
+
+// Each testdata/broken/<case> breaks one rule on top of overlays/local and
+// names, in want.txt, the message that must report it.
+func TestBrokenFixturesFailWithAReadableMessage(t *testing.T) {
+	cases, err := os.ReadDir("testdata/broken")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) < 10 {
+		t.Fatalf("only %d broken fixtures", len(cases))
+	}
+	for _, c := range cases {
+		t.Run(c.Name(), func(t *testing.T) {
+			dir := filepath.Join("testdata/broken", c.Name())
+			want, err := os.ReadFile(filepath.Join(dir, "want.txt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantText := strings.TrimSpace(string(want))
+			if wantText == "" {
+				t.Fatal("want.txt is empty")
+			}
+			kit, err := Build(dir)
+			var errs []error
+			if err != nil {
+				errs = []error{err}
+			} else {
+				errs = Check(kit)
+			}
+			if len(errs) == 0 {
+				t.Fatalf("no check failed; want an error containing %q", wantText)
+			}
+			if !strings.Contains(errors.Join(errs...).Error(), wantText) {
+				t.Fatalf("no error contains %q; got:\n%v", wantText, errors.Join(errs...))
+			}
+			t.Logf("reported: %v", errors.Join(errs...))
+		})
+	}
+}
