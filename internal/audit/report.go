@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"unicode/utf8"
@@ -261,15 +262,22 @@ func (r Report) WriteText(w io.Writer) error {
 	for _, row := range r.Fortunes {
 		labelWidth = max(labelWidth, utf8.RuneCountInString(row.Label))
 	}
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "fortune\t%s\texpected\tcount\tobserved\t \tpods\t\n", padLabel("", labelWidth))
+	// Numbers are right-aligned by their formats, text left-aligned by
+	// tabwriter; the bar goes last, where its ragged end does no harm.
+	cw := max(len("count"), len(strconv.Itoa(r.Succeeded)))
+	var table strings.Builder
+	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "fortune\t%s\texpected\t%*s\tobserved\tpods\t\n", padLabel("", labelWidth), cw, "count")
 	for _, row := range r.Fortunes {
-		fmt.Fprintf(tw, "%s\t%s\t%.1f %%\t%d\t%.1f %%\t %s\t%d\t\n",
-			row.ID, padLabel(row.Label, labelWidth), 100*row.ExpectedShare, row.Count, 100*row.ObservedShare, bar(row.ObservedShare), row.Pods)
+		fmt.Fprintf(tw, "%s\t%s\t%6.1f %%\t%*d\t%6.1f %%\t%4d\t%s\n",
+			row.ID, padLabel(row.Label, labelWidth), 100*row.ExpectedShare, cw, row.Count, 100*row.ObservedShare, row.Pods, bar(row.ObservedShare))
 	}
-	fmt.Fprintf(tw, "total\t%s\t100.0 %%\t%d\t\t \t\t\n", padLabel("", labelWidth), r.Succeeded)
+	fmt.Fprintf(tw, "total\t%s\t%6.1f %%\t%*d\t\t\t\n", padLabel("", labelWidth), 100.0, cw, r.Succeeded)
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for line := range strings.Lines(table.String()) {
+		b.WriteString(strings.TrimRight(line, " \n") + "\n")
 	}
 	b.WriteString("\n")
 
