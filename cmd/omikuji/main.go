@@ -38,6 +38,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return runServe(ctx, args[1:], stdout, stderr)
+	case "local":
+		return runLocal(ctx, args[1:], stdout, stderr)
 	case "draw":
 		return runDraw(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
