@@ -1,0 +1,150 @@
+package deploy
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	psapi "k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+)
+
+// autoscalerValues is the part of the cluster-autoscaler chart's values
+// (chart 9.56.0) that deploy/helm/cluster-autoscaler-values.yaml sets, with
+// the chart's key names. Decoding is strict: a key the chart does not have
+// (a typo, or a key moved between chart versions) fails the test instead of
+// being silently ignored by helm. Add keys here, from the chart's
+// values.yaml, before setting them.
+type autoscalerValues struct {
+	CloudProvider string `json:"cloudProvider"`
+	AutoDiscovery struct {
+		ClusterName string `json:"clusterName"`
+	} `json:"autoDiscovery"`
+	AWSRegion string `json:"awsRegion"`
+	Image     struct {
+		Repository string `json:"repository"`
+		Tag        string `json:"tag"`
+	} `json:"image"`
+	FullnameOverride string `json:"fullnameOverride"`
+	RBAC             struct {
+		ServiceAccount struct {
+			Create      bool              `json:"create"`
+			Name        string            `json:"name"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"serviceAccount"`
+	} `json:"rbac"`
+	ExtraArgs                map[string]any              `json:"extraArgs"`
+	Resources                corev1.ResourceRequirements `json:"resources"`
+	SecurityContext          corev1.PodSecurityContext   `json:"securityContext"`
+	ContainerSecurityContext corev1.SecurityContext      `json:"containerSecurityContext"`
+}
+
+// The Pod Identity association that infra/eksctl/cluster.yaml creates.
+type eksctlConfig struct {
+	Metadata struct {
+		Version string `json:"version"`
+	} `json:"metadata"`
+	IAM struct {
+		PodIdentityAssociations []struct {
+			Namespace          string `json:"namespace"`
+			ServiceAccountName string `json:"serviceAccountName"`
+		} `json:"podIdentityAssociations"`
+	} `json:"iam"`
+}
+
+func strictYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	strict, err := kjson.UnmarshalStrict(js, v, kjson.DisallowUnknownFields)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	for _, e := range strict {
+		t.Errorf("%s: %v (not a key of the cluster-autoscaler chart?)", path, e)
+	}
+}
+
+func TestClusterAutoscalerValues(t *testing.T) {
+	var v autoscalerValues
+	strictYAML(t, "helm/cluster-autoscaler-values.yaml", &v)
+
+	if v.CloudProvider != "aws" || v.AutoDiscovery.ClusterName == "" {
+		t.Errorf("want cloudProvider aws with autoDiscovery.clusterName set, got %q / %q", v.CloudProvider, v.AutoDiscovery.ClusterName)
+	}
+	if v.AWSRegion != "" && !regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`).MatchString(v.AWSRegion) {
+		t.Errorf("awsRegion %q is not a region name", v.AWSRegion)
+	}
+
+	// The autoscaler's minor must be the cluster's Kubernetes minor.
+	var cluster eksctlConfig
+	doc, err := os.ReadFile("../infra/eksctl/cluster.yaml")
+	if err != nil {
+		t.Fatalf("the cluster config that pins the Kubernetes version: %v", err)
+	}
+	if err := yaml.Unmarshal(doc, &cluster); err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`^v(\d+\.\d+)\.\d+$`).FindStringSubmatch(v.Image.Tag)
+	if m == nil {
+		t.Fatalf("image.tag %q: want a pinned vMAJOR.MINOR.PATCH", v.Image.Tag)
+	}
+	if m[1] != cluster.Metadata.Version {
+		t.Errorf("image.tag %s is Cluster Autoscaler %s, but the cluster runs Kubernetes %s", v.Image.Tag, m[1], cluster.Metadata.Version)
+	}
+	if v.Image.Repository != "registry.k8s.io/autoscaling/cluster-autoscaler" {
+		t.Errorf("image.repository %q is not the official image", v.Image.Repository)
+	}
+
+	// Its service account is the one the Pod Identity association binds.
+	sa := v.RBAC.ServiceAccount
+	if !sa.Create || sa.Name == "" {
+		t.Fatalf("rbac.serviceAccount: want create true and a fixed name, got %+v", sa)
+	}
+	bound := false
+	for _, a := range cluster.IAM.PodIdentityAssociations {
+		bound = bound || (a.Namespace == "kube-system" && a.ServiceAccountName == sa.Name)
+	}
+	if !bound {
+		t.Errorf("no Pod Identity association in infra/eksctl/cluster.yaml for kube-system/%s", sa.Name)
+	}
+	for k := range sa.Annotations {
+		if strings.Contains(k, "role-arn") {
+			t.Errorf("rbac.serviceAccount.annotations %s: an IRSA role next to Pod Identity", k)
+		}
+	}
+
+	// The pod must pass Pod Security "restricted", like the fortunes, and
+	// keep a read-only root filesystem.
+	evaluator, err := policy.NewEvaluator(policy.DefaultChecks())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := corev1.PodSpec{
+		SecurityContext: &v.SecurityContext,
+		Containers:      []corev1.Container{{Name: "cluster-autoscaler", SecurityContext: &v.ContainerSecurityContext}},
+	}
+	level := psapi.LevelVersion{Level: psapi.LevelRestricted, Version: psapi.LatestVersion()}
+	for _, r := range evaluator.EvaluatePod(level, &metav1.ObjectMeta{}, &pod) {
+		if !r.Allowed {
+			t.Errorf("violates Pod Security restricted: %s (%s)", r.ForbiddenReason, r.ForbiddenDetail)
+		}
+	}
+	if ro := v.ContainerSecurityContext.ReadOnlyRootFilesystem; ro == nil || !*ro {
+		t.Errorf("containerSecurityContext.readOnlyRootFilesystem must be true")
+	}
+	if v.Resources.Requests.Memory().IsZero() || v.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources: want memory request and limit")
+	}
+}
