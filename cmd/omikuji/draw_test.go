@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/omikuji/omikuji/internal/audit"
@@ -148,9 +149,21 @@ func TestDrawTextOutputAndExitCodes(t *testing.T) {
 }
 
 func TestDrawUnreachableExits2(t *testing.T) {
-	srv, _ := fortuneServer(t)
-	url := srv.URL
-	srv.Close()
+	// A socket bound but not listening refuses connections and keeps the
+	// port from other processes while the test runs.
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", sa.(*syscall.SockaddrInet4).Port)
 	code, stdout, stderr := drawCmd(url, "-n", "50", "--json")
 	var r audit.Report
 	if err := json.Unmarshal([]byte(stdout), &r); err != nil {

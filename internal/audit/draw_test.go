@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -147,15 +148,23 @@ func TestDrawClassifiesFailures(t *testing.T) {
 	}
 }
 
-// closedPortURL returns the URL of a port on 127.0.0.1 that nothing listens on.
+// closedPortURL returns the URL of a port on 127.0.0.1 that refuses
+// connections: a socket bound to it but not listening holds the port, so no
+// other process on the machine can take it while the test runs.
 func closedPortURL(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr + "/"
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d/", sa.(*syscall.SockaddrInet4).Port)
 }
 
 func TestDrawGivesUpWhenTheFirstDrawsAllFail(t *testing.T) {

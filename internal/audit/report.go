@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"unicode/utf8"
 
+	"gonum.org/v1/gonum/stat/distuv"
+
 	"github.com/omikuji/omikuji/internal/fortune"
 )
 
@@ -129,10 +131,10 @@ func (r *Report) judge() {
 		r.Verdict = Inconsistent
 		var wrong []string
 		if !gof.Passed {
-			wrong = append(wrong, fmt.Sprintf("the shares do not match the expected odds (p = %s)", formatP(gof.PValue)))
+			wrong = append(wrong, fmt.Sprintf("the shares do not match the expected odds (%s)", formatP(gof.PValue)))
 		}
 		if !ind.Passed {
-			wrong = append(wrong, fmt.Sprintf("each draw depends on the one before it (p = %s)", formatP(ind.PValue)))
+			wrong = append(wrong, fmt.Sprintf("each draw depends on the one before it (%s)", formatP(ind.PValue)))
 		}
 		r.Summary = "The balancer is not drawing the lot fairly: " + strings.Join(wrong, ", and ") + "."
 	case !gof.Applicable || !ind.Applicable:
@@ -140,7 +142,7 @@ func (r *Report) judge() {
 		r.Summary = "Too few successful draws to judge the odds; draw more (-n)."
 	default:
 		r.Verdict = Consistent
-		r.Summary = fmt.Sprintf("The draws match the expected odds (p = %s) and show no pattern from one draw to the next (p = %s): the balancer draws the lot.",
+		r.Summary = fmt.Sprintf("The draws match the expected odds (%s) and show no pattern from one draw to the next (%s): the balancer draws the lot.",
 			formatP(gof.PValue), formatP(ind.PValue))
 	}
 	r.Pass = r.Verdict == Consistent || r.Verdict == Inconclusive
@@ -152,7 +154,13 @@ func (r *Report) judge() {
 func (r *Report) oddsCauses() []string {
 	var causes []string
 	if !r.Independence.Passed {
-		causes = append(causes, "The balancer cycles through the pods instead of choosing at random: kube-proxy in IPVS mode with the round-robin (rr) scheduler, or a round-robin proxy or ingress in front of the Service.")
+		cause := "The balancer cycles through the pods instead of choosing at random: kube-proxy in IPVS mode with the round-robin (rr) scheduler, or a round-robin proxy or ingress in front of the Service."
+		// Dealing pods out in turn also makes the shares too exact: the
+		// statistic falls in the lower tail, where chance rarely puts it.
+		if g := r.GoodnessOfFit; g.Applicable && g.DF > 0 && (distuv.ChiSquared{K: float64(g.DF)}).CDF(g.Statistic) < r.Alpha {
+			cause += " The shares are also closer to the weights than chance allows, as when pods are dealt out in turn."
+		}
+		causes = append(causes, cause)
 	}
 	if r.GoodnessOfFit.Passed {
 		return causes
@@ -171,7 +179,7 @@ func (r *Report) oddsCauses() []string {
 	specific := len(causes)
 	switch {
 	case r.KeepAlive:
-		causes = append(causes, fmt.Sprintf("Keep-alive pinning, as asked (--keep-alive): each of the %d workers kept one connection, and the balancer picks a pod only when a connection opens, so all of a worker's draws came from one pod.", r.Concurrency))
+		causes = append(causes, fmt.Sprintf("Keep-alive pinning, as asked (--keep-alive): each worker (%d here) kept one connection, and the balancer picks a pod only when a connection opens, so all of a worker's draws came from one pod.", r.Concurrency))
 	case podsSeen > 0 && podsSeen <= r.Concurrency:
 		causes = append(causes, fmt.Sprintf("Every draw came from just %d pod(s) although each used a new connection: the Service has sessionAffinity: ClientIP, or a proxy in between keeps connections alive to the pods (keep-alive pinning).", podsSeen))
 	}
@@ -223,9 +231,9 @@ func (r *Report) failureCauses() []string {
 // formatP prints a p-value briefly; underflow to 0 is shown as a bound.
 func formatP(p float64) string {
 	if p == 0 {
-		return "< 1e-300"
+		return "p < 1e-300"
 	}
-	return fmt.Sprintf("%.3g", p)
+	return fmt.Sprintf("p = %.3g", p)
 }
 
 // barWidth is the number of character cells that stand for 100 %.
@@ -309,7 +317,7 @@ func describe(t Test, alpha float64) string {
 	if !t.Applicable {
 		return "not applicable, " + t.Note
 	}
-	s := fmt.Sprintf("statistic %.2f, df %d, p = %s", t.Statistic, t.DF, formatP(t.PValue))
+	s := fmt.Sprintf("statistic %.2f, df %d, %s", t.Statistic, t.DF, formatP(t.PValue))
 	if t.Passed {
 		s += fmt.Sprintf(", passes at alpha %g", alpha)
 	} else {
