@@ -80,7 +80,8 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		o.OnDraw = func() { _ = bar.Add(1) }
 	}
 	sample, err := audit.Draw(ctx, o)
-	if bar != nil {
+	if bar != nil && sample.Stopped != "" {
+		// A full bar clears itself; one cut short stays, so end its line.
 		_ = bar.Exit()
 		fmt.Fprintln(stderr)
 	}

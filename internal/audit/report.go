@@ -302,15 +302,39 @@ func (r Report) WriteText(w io.Writer) error {
 	for _, t := range []Test{r.GoodnessOfFit, r.Independence} {
 		fmt.Fprintf(&b, "%s: %s\n", t.Name, describe(t, r.Alpha))
 	}
-	fmt.Fprintf(&b, "\n%s. %s\n", strings.ToUpper(r.Verdict), r.Summary)
+	fmt.Fprintf(&b, "\n%s\n", wrap(strings.ToUpper(r.Verdict)+". "+r.Summary, "", ""))
 	if len(r.LikelyCauses) > 0 {
 		b.WriteString("Likely causes:\n")
 		for _, c := range r.LikelyCauses {
-			fmt.Fprintf(&b, "  - %s\n", c)
+			fmt.Fprintf(&b, "%s\n", wrap(c, "  - ", "    "))
 		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// textWidth is where wrap breaks prose lines.
+const textWidth = 80
+
+// wrap breaks text into lines of at most textWidth runes at spaces, the
+// first line starting with first, the others with rest.
+func wrap(text, first, rest string) string {
+	var b strings.Builder
+	line := first
+	lineStart := true
+	for _, word := range strings.Fields(text) {
+		if !lineStart && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(word) > textWidth {
+			b.WriteString(line + "\n")
+			line, lineStart = rest, true
+		}
+		if !lineStart {
+			line += " "
+		}
+		line += word
+		lineStart = false
+	}
+	b.WriteString(line)
+	return b.String()
 }
 
 func describe(t Test, alpha float64) string {
