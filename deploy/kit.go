@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -65,26 +66,56 @@ func Build(dir string) (*Kit, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", r.GetKind(), r.GetName(), err)
 		}
-		name := r.GetKind() + " " + r.GetName()
-		switch gvk := r.GetApiVersion() + " " + r.GetKind(); gvk {
-		case "v1 Namespace":
-			err = decode(doc, &kit.Namespaces)
-		case "apps/v1 Deployment":
-			err = decode(doc, &kit.Deployments)
-		case "v1 Service":
-			err = decode(doc, &kit.Services)
-		case "networking.k8s.io/v1 NetworkPolicy":
-			err = decode(doc, &kit.NetworkPolicies)
-		case "monitoring.coreos.com/v1 ServiceMonitor":
-			err = decode(doc, &kit.ServiceMonitors)
-		default:
-			err = fmt.Errorf("unexpected object (%s): the checks do not know it", gvk)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+		if err := kit.add(r.GetApiVersion(), r.GetKind(), r.GetName(), doc); err != nil {
+			return nil, err
 		}
 	}
 	return kit, nil
+}
+
+// Decode strictly decodes a multi-document YAML stream, such as the output
+// of `kubectl kustomize`, as Build decodes kustomize's output.
+func Decode(stream []byte) (*Kit, error) {
+	kit := &Kit{}
+	for _, doc := range strings.Split("\n"+string(stream), "\n---\n") {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		var head struct {
+			metav1.TypeMeta   `json:",inline"`
+			metav1.ObjectMeta `json:"metadata"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
+			return nil, err
+		}
+		if err := kit.add(head.APIVersion, head.Kind, head.Name, []byte(doc)); err != nil {
+			return nil, err
+		}
+	}
+	return kit, nil
+}
+
+// add decodes doc by its apiVersion and kind into the matching list.
+func (kit *Kit) add(apiVersion, kind, name string, doc []byte) error {
+	var err error
+	switch gvk := apiVersion + " " + kind; gvk {
+	case "v1 Namespace":
+		err = decode(doc, &kit.Namespaces)
+	case "apps/v1 Deployment":
+		err = decode(doc, &kit.Deployments)
+	case "v1 Service":
+		err = decode(doc, &kit.Services)
+	case "networking.k8s.io/v1 NetworkPolicy":
+		err = decode(doc, &kit.NetworkPolicies)
+	case "monitoring.coreos.com/v1 ServiceMonitor":
+		err = decode(doc, &kit.ServiceMonitors)
+	default:
+		err = fmt.Errorf("unexpected object (%s): the checks do not know it", gvk)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", kind, name, err)
+	}
+	return nil
 }
 
 // decode appends the strictly decoded doc to list. Errors name the field

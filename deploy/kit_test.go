@@ -4,11 +4,17 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/omikuji/omikuji/internal/fortune"
 	"github.com/omikuji/omikuji/internal/server"
@@ -153,4 +159,56 @@ func TestBrokenFixturesFailWithAReadableMessage(t *testing.T) {
 			t.Logf("reported: %v", errors.Join(errs...))
 		})
 	}
+}
+
+// The real-cluster tests and people apply the overlays with `kubectl apply
+// -k`, whose kustomize is older than the library: it must build the same
+// objects, so no overlay relies on a feature kubectl lacks.
+func TestKubectlBuildsTheSameObjects(t *testing.T) {
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("kubectl not found; CI must run this test (install kubectl)")
+		}
+		t.Skip("kubectl not found; install it to compare its kustomize with the library")
+	}
+	for _, dir := range []string{local, eks, "testdata/components"} {
+		t.Run(dir, func(t *testing.T) {
+			out, err := exec.Command(kubectl, "kustomize", dir).Output()
+			if err != nil {
+				t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderrOf(err))
+			}
+			got, err := Decode(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The two order objects differently (kubectl's kustomize still
+			// sorts by kind); the objects themselves must be equal.
+			want := build(t, dir)
+			sortByName(got)
+			sortByName(want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("kubectl kustomize %s differs from the kustomize library's build", dir)
+			}
+			if len(got.Deployments) != len(fortune.Catalogue) || len(got.Services) != 1 {
+				t.Errorf("kubectl kustomize %s: %d Deployments, %d Services", dir, len(got.Deployments), len(got.Services))
+			}
+		})
+	}
+}
+
+func stderrOf(err error) string {
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return string(exitErr.Stderr)
+	}
+	return ""
+}
+
+func sortByName(kit *Kit) {
+	byName := func(a, b metav1.Object) int { return strings.Compare(a.GetName(), b.GetName()) }
+	slices.SortFunc(kit.Deployments, func(a, b appsv1.Deployment) int { return byName(&a, &b) })
+	slices.SortFunc(kit.Services, func(a, b corev1.Service) int { return byName(&a, &b) })
+	slices.SortFunc(kit.NetworkPolicies, func(a, b networkingv1.NetworkPolicy) int { return byName(&a, &b) })
+	slices.SortFunc(kit.ServiceMonitors, func(a, b ServiceMonitor) int { return byName(&a, &b) })
 }
