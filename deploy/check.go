@@ -120,8 +120,8 @@ func checkFortunes(kit *Kit) []error {
 }
 
 // checkSelectors: each Deployment selects its own pods and nobody else's.
-// Overlapping selectors (the original's one shared label) make the
-// Deployments' ReplicaSets count and delete each other's pods.
+// Kubernetes does not support controllers with overlapping selectors (the
+// original's one shared label); they may fight over the same pods.
 func checkSelectors(kit *Kit) []error {
 	var errs []error
 	selectors := make([]labels.Selector, len(kit.Deployments))
