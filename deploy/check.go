@@ -59,6 +59,8 @@ func checkNamespace(kit *Kit) []error {
 	var errs []error
 	if len(kit.Namespaces) != 1 || kit.Namespaces[0].Name != Namespace {
 		errs = append(errs, fmt.Errorf("want exactly one Namespace %q, got %d", Namespace, len(kit.Namespaces)))
+	} else if got := kit.Namespaces[0].Labels[psapi.EnforceLevelLabel]; got != string(psapi.LevelRestricted) {
+		errs = append(errs, fmt.Errorf("Namespace %s: label %s=%q, want %q so the API server rejects any pod below it", Namespace, psapi.EnforceLevelLabel, got, psapi.LevelRestricted))
 	}
 	in := func(kind, name, ns string) {
 		if ns != Namespace {
