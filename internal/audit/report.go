@@ -98,7 +98,7 @@ func Analyze(s Sample, o Options, expect fortune.Counts, alpha float64) Report {
 		if r.Succeeded > 0 {
 			row.ObservedShare = float64(row.Count) / float64(r.Succeeded)
 		}
-		row.PodNames = slices.Sorted(maps.Keys(pods[i]))
+		row.PodNames = append([]string{}, slices.Sorted(maps.Keys(pods[i]))...) // [] rather than null in JSON
 		row.Pods = len(row.PodNames)
 		observed[i], weights[i] = row.Count, row.Weight
 	}

@@ -63,6 +63,9 @@ func TestReportJSONSchema(t *testing.T) {
 			}
 		}
 	}
+	if empty := Analyze(Sample{}, o, fortune.DefaultReplicas(), 0.001); empty.Fortunes[0].PodNames == nil {
+		t.Errorf("pod_names must be [] rather than null when no pod answered")
+	}
 	for _, name := range []string{"goodness_of_fit", "independence"} {
 		test := got[name].(map[string]any)
 		for _, key := range []string{"name", "applicable", "statistic", "df", "p_value", "passed"} {
