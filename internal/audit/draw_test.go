@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -231,4 +232,29 @@ func TestValidate(t *testing.T) {
 			t.Errorf("Draw accepted %+v", o)
 		}
 	}
+}
+
+// FuzzParseURL: whatever it accepts is an absolute http(s) URL with a host
+// that parses again to itself.
+func FuzzParseURL(f *testing.F) {
+	for _, s := range []string{"http://127.0.0.1:30081/", "https://omikuji.example/?x=1#frag", "127.0.0.1:8080", "http://[::1]:0/", "http://%41/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		got, err := ParseURL(raw)
+		if err != nil {
+			if !strings.Contains(err.Error(), "URL") {
+				t.Fatalf("error %q does not say what was wrong", err)
+			}
+			return
+		}
+		u, err := url.Parse(got)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+			t.Fatalf("ParseURL(%q) = %q, not an http(s) URL with a host", raw, got)
+		}
+		again, err := ParseURL(got)
+		if err != nil || again != got {
+			t.Fatalf("ParseURL(%q) = %q, again %q, %v", raw, got, again, err)
+		}
+	})
 }

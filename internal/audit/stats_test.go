@@ -162,3 +162,44 @@ func TestIndependenceSparseAndDegenerate(t *testing.T) {
 		t.Errorf("5 draws cannot be tested: %+v", got)
 	}
 }
+
+// FuzzStatistics feeds both tests arbitrary sequences and weights: they must
+// never panic and must always give JSON-safe numbers and a sane verdict.
+func FuzzStatistics(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 2, 2, 3, 2, 1, 2, 2}, []byte{1, 2, 6, 1})
+	f.Add([]byte{3, 3, 3}, []byte{0, 0, 0, 1})
+	f.Add([]byte{}, []byte{1, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, raw, rawWeights []byte) {
+		weights := make([]int, 4)
+		total := 0
+		for i := range weights {
+			if i < len(rawWeights) {
+				weights[i] = int(rawWeights[i])
+			}
+			total += weights[i]
+		}
+		if total == 0 {
+			weights[0] = 1
+		}
+		seq := make([]int, len(raw))
+		for i, b := range raw {
+			seq[i] = int(b) % 4
+		}
+		for _, got := range []Test{GoodnessOfFit(counts(seq, 4), weights, 0.001), Independence(seq, 4, 0.001)} {
+			for _, x := range []float64{got.Statistic, got.PValue} {
+				if math.IsNaN(x) || math.IsInf(x, 0) || x < 0 {
+					t.Fatalf("%s: statistic or p not a finite non-negative number: %+v", got.Name, got)
+				}
+			}
+			if got.PValue > 1 || got.DF < 0 || (got.Applicable && got.DF == 0 && got.PValue != 0) {
+				t.Fatalf("%s: %+v", got.Name, got)
+			}
+			if !got.Applicable && !got.Passed {
+				t.Fatalf("%s: failed without being applicable: %+v", got.Name, got)
+			}
+			if got.Applicable && got.Passed != (got.PValue >= 0.001) {
+				t.Fatalf("%s: passed disagrees with p: %+v", got.Name, got)
+			}
+		}
+	})
+}
