@@ -145,6 +145,9 @@ func (r *Report) judge() {
 		r.Summary = fmt.Sprintf("The draws match the expected odds (%s) and show no pattern from one draw to the next (%s): the balancer draws the lot.",
 			formatP(gof.PValue), formatP(ind.PValue))
 	}
+	if r.Failed > 0 && r.Succeeded > 0 {
+		r.Summary += fmt.Sprintf(" %d of %d draws failed and are left out of the tests.", r.Failed, r.Drawn)
+	}
 	r.Pass = r.Verdict == Consistent || r.Verdict == Inconclusive
 	r.LikelyCauses = append(r.LikelyCauses, r.oddsCauses()...)
 	r.LikelyCauses = append(r.LikelyCauses, r.failureCauses()...)
@@ -165,10 +168,13 @@ func (r *Report) oddsCauses() []string {
 	if r.GoodnessOfFit.Passed {
 		return causes
 	}
-	podsSeen := 0
+	podsSeen, expected := 0, 0
 	var missing, unexpected []string
 	for _, row := range r.Fortunes {
 		podsSeen += row.Pods
+		if row.Weight > 0 {
+			expected++
+		}
 		if row.Weight > 0 && row.Count == 0 {
 			missing = append(missing, row.ID)
 		}
@@ -180,7 +186,9 @@ func (r *Report) oddsCauses() []string {
 	switch {
 	case r.KeepAlive:
 		causes = append(causes, fmt.Sprintf("Keep-alive pinning, as asked (--keep-alive): each worker (%d here) kept one connection, and the balancer picks a pod only when a connection opens, so all of a worker's draws came from one pod.", r.Concurrency))
-	case podsSeen > 0 && podsSeen <= r.Concurrency:
+	case podsSeen > 0 && podsSeen <= r.Concurrency && podsSeen < expected:
+		// Fewer pods than expected fortunes, and no more than one per
+		// worker: connections stick to pods somewhere.
 		causes = append(causes, fmt.Sprintf("Every draw came from just %d pod(s) although each used a new connection: the Service has sessionAffinity: ClientIP, or a proxy in between keeps connections alive to the pods (keep-alive pinning).", podsSeen))
 	}
 	if len(unexpected) > 0 {

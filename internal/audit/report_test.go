@@ -44,6 +44,9 @@ func TestReportJSONSchema(t *testing.T) {
 	if got["draws"] != 2001.0 || got["succeeded"] != 2000.0 || got["failed"] != 1.0 || got["verdict"] != Consistent || got["pass"] != true {
 		t.Errorf("totals or verdict wrong: %s", raw)
 	}
+	if !strings.Contains(r.Summary, "1 of 2001 draws failed") || !strings.Contains(strings.Join(r.LikelyCauses, " "), "timed out") {
+		t.Errorf("a failed draw is not mentioned: %q %q", r.Summary, r.LikelyCauses)
+	}
 	if f := got["failures"].(map[string]any); f["timeout"] != 1.0 {
 		t.Errorf("failures = %v", f)
 	}
