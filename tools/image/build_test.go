@@ -5,12 +5,16 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"errors"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,8 +25,8 @@ import (
 // imageBudget is the documented ceiling for the unpacked image (docs/image.md).
 const imageBudget = 15_000_000
 
-// testMain is the package the tests put into the image.
-const testMain = "./testdata/hello"
+// testMain is the package the tests put into the image: the real server.
+const testMain = "github.com/omikuji/omikuji/cmd/omikuji"
 
 // runTool runs the command in-process, as main would, and returns its exit
 // code and output.
@@ -202,16 +206,78 @@ func assertStaticELF(t *testing.T, path string, machine elf.Machine) {
 	}
 }
 
-// assertRuns starts the extracted binary and checks it does its job.
+// assertRuns starts the extracted binary as the image would (serve) and
+// draws a fortune from it.
 func assertRuns(t *testing.T, path string) {
 	t.Helper()
 	if elfMachine() != elf.EM_X86_64 {
 		t.Skip("the image is built for linux/amd64; this machine cannot run it")
 	}
-	out, err := exec.Command(path).CombinedOutput()
-	if err != nil || string(out) != "hello\n" {
-		t.Errorf("running the extracted binary: %v, output %q", err, out)
+	if err := exec.Command(path, "no-such-command").Run(); exitCode(err) != 2 {
+		t.Errorf("omikuji no-such-command: %v, want exit status 2", err)
 	}
+
+	addr := freeAddr(t)
+	cmd := exec.Command(path, "serve", "--fortune", "great-fortune", "--addr", addr, "--drain", "0s")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("omikuji serve after SIGTERM: %v\n%s", err, logs.String())
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("omikuji serve did not stop within 10 s of SIGTERM")
+		}
+	}()
+
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := client.Get("http://" + addr + "/")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "大吉") {
+				t.Errorf("GET /: %s, body %.200q; want 200 and 大吉", resp.Status, body)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the extracted omikuji never answered on %s: %v\n%s", addr, err, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// freeAddr finds a loopback port nobody listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }
 
 func elfMachine() elf.Machine {

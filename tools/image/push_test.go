@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,7 +20,7 @@ import (
 // demands HTTP basic auth as ECR does (user AWS, a token as password).
 func newRegistry(t *testing.T, user, password string) string {
 	t.Helper()
-	reg := registry.New()
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	h := reg
 	if user != "" {
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
