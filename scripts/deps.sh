@@ -3,6 +3,7 @@
 set -euo pipefail
 packages=(
   chromium            # browser tests: what a person sees
+  fonts-ipafont-mincho  # kanji in the browser's screenshots of the slip
   prometheus          # promtool check metrics
   shellcheck          # infra scripts
   nginx-light wrk     # benchmark yardstick and load generator

@@ -18,9 +18,12 @@ body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:c
 .slip{box-sizing:border-box;width:min(19rem,92vw);margin:1.5rem 0;background:#fffdf7;border:3px solid #b3262d;outline:1px solid #b3262d;outline-offset:-9px;box-shadow:0 .6rem 1.4rem rgba(60,30,10,.25);text-align:center}
 .band{margin:0;padding:.7rem 0 .5rem;background:#b3262d;color:#fffdf7;font-size:1.6rem;letter-spacing:.6em;text-indent:.6em}
 .band small{display:block;font-size:.7rem;letter-spacing:.3em;font-family:Georgia,serif}
-.oracle{writing-mode:vertical-rl;display:flex;align-items:center;justify-content:center;gap:.4rem;height:20rem;margin:1.2rem auto .4rem}
+.oracle{writing-mode:vertical-rl;display:flex;flex-direction:column;justify-content:center;gap:.5rem;height:21rem;margin:1.4rem auto .4rem}
 .oracle p{margin:0}
 .lead,.tail{font-size:1.5rem;letter-spacing:.2em}
+.lead{align-self:flex-start}
+.tail{align-self:flex-end}
+.fortune{align-self:center}
 .fortune{font-size:6rem;font-weight:bold;line-height:1.1;letter-spacing:.1em;color:#b3262d;border-block:3px double #b3262d;padding:0 .6rem}
 .ill .fortune{color:#2b1d14;border-color:#2b1d14}
 .gloss{margin:.6rem 1rem 0;font:italic 1.15rem Georgia,serif}

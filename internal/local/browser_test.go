@@ -1,0 +1,219 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"image"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromium finds Debian's headless-capable Chromium. Missing, the browser
+// tests skip locally and fail in CI.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if path, err := exec.LookPath(name); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium not installed (Debian package chromium); CI must not skip the browser tests")
+	}
+	t.Skip("chromium not installed (Debian package chromium); skipping the browser tests")
+	return ""
+}
+
+// browser starts a fresh headless Chromium with its own profile and
+// returns a tab.
+func browser(t *testing.T, execPath string) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(execPath),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Headless,
+		chromedp.NoSandbox, // we run as root in CI
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.WindowSize(480, 860),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(allocCtx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelTab()
+		cancelAlloc() // waits for the browser process to exit
+	})
+	if err := chromedp.Do(ctx); err != nil { // start the browser now
+		t.Fatalf("starting %s: %v", execPath, err)
+	}
+	return ctx
+}
+
+// reloadAndRead loads url in one tab, reloads it n-1 times like a person
+// pressing F5, and returns the fortune and pod shown after each load.
+func reloadAndRead(t *testing.T, ctx context.Context, url string, n int) (fortunes, pods []string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if i > 0 {
+			// Mark the old document, reload, and wait for a document
+			// without the mark: the text read next is the new page's.
+			_, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.omikujiOld = true`))
+			if err == nil {
+				err = chromedp.Do(ctx, chromedp.Reload())
+			}
+			if err == nil {
+				_, err = chromedp.Run(ctx, chromedp.Poll[bool](`!window.omikujiOld && document.readyState === "complete"`, chromedp.WithPollingTimeout(30*time.Second)))
+			}
+			if err != nil {
+				t.Fatalf("reload %d: %v", i, err)
+			}
+		}
+		fortune, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`p.fortune`)))
+		if err != nil {
+			t.Fatalf("load %d: %v", i, err)
+		}
+		pod, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`.pod code`)))
+		if err != nil {
+			t.Fatalf("load %d: %v", i, err)
+		}
+		fortunes, pods = append(fortunes, fortune), append(pods, pod)
+	}
+	return fortunes, pods
+}
+
+func distinct(xs []string) map[string]int {
+	m := map[string]int{}
+	for _, x := range xs {
+		m[x]++
+	}
+	return m
+}
+
+// TestBrowserReloadsDrawAgain answers the article's open question: with
+// Connection: close every reload is a new connection, so the balancer draws
+// again; with keep-alive (the original behaviour) the browser reuses its
+// connection and every reload shows the same replica's fortune.
+func TestBrowserReloadsDrawAgain(t *testing.T) {
+	execPath := chromium(t)
+	const reloads = 30
+	t.Run("connection-close", func(t *testing.T) {
+		s := start(t, Config{Seed: 8})
+		fortunes, pods := reloadAndRead(t, browser(t, execPath), s.URL(), reloads)
+		t.Logf("fortunes %v, %d distinct pods", distinct(fortunes), len(distinct(pods)))
+		// Thirty uniform picks of ten replicas showing one fortune: at most
+		// 0.6^30 ≈ 2e-7, and the seed is fixed.
+		if len(distinct(fortunes)) < 2 {
+			t.Errorf("30 reloads showed only %v", distinct(fortunes))
+		}
+	})
+	t.Run("keep-alive", func(t *testing.T) {
+		s := start(t, Config{Seed: 8, KeepAlive: true})
+		fortunes, pods := reloadAndRead(t, browser(t, execPath), s.URL(), reloads)
+		if len(distinct(fortunes)) != 1 || len(distinct(pods)) != 1 {
+			t.Errorf("with keep-alive, 30 reloads showed %v from %v; want one replica", distinct(fortunes), distinct(pods))
+		}
+	})
+}
+
+// TestBrowserRendersASlip checks what a person sees: the oracle written
+// vertically, the fortune large and red, no blocked or missing resource,
+// and takes a screenshot. OMIKUJI_SCREENSHOT=path keeps a copy (that is
+// how docs/img/slip.png was made).
+func TestBrowserRendersASlip(t *testing.T) {
+	execPath := chromium(t)
+	s := start(t, Config{Replicas: map[string]int{"great-fortune": 1}, Seed: 4})
+	ctx := browser(t, execPath)
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.URL())); err != nil {
+		t.Fatal(err)
+	}
+	style, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]string](`(() => {
+			const f = document.querySelector("p.fortune"), o = document.querySelector(".oracle");
+			const a = document.querySelector("a.again"), cs = getComputedStyle(f);
+			return {
+				writingMode: getComputedStyle(o).writingMode,
+				fontSize: cs.fontSize,
+				color: cs.color,
+				lang: document.documentElement.lang,
+				charset: document.characterSet,
+				again: a.textContent + " " + a.getAttribute("href"),
+				title: document.title,
+			};
+		})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	png1, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		"writingMode": "vertical-rl",
+		"color":       "rgb(179, 38, 45)",
+		"lang":        "ja",
+		"charset":     "UTF-8",
+		"again":       "もう一度引くdraw again ./",
+		"title":       "おみくじ — 大吉",
+	} {
+		if style[k] != want {
+			t.Errorf("%s = %q, want %q", k, style[k], want)
+		}
+	}
+	if px, err := strconv.ParseFloat(strings.TrimSuffix(style["fontSize"], "px"), 64); err != nil || px < 64 {
+		t.Errorf("fortune font size %q; want it large", style["fontSize"])
+	}
+
+	path := filepath.Join(t.TempDir(), "slip.png")
+	if err := os.WriteFile(path, png1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(png1))
+	if err != nil {
+		t.Fatalf("screenshot is not a PNG: %v", err)
+	}
+	// The slip's red band and letters cover a good part of the picture.
+	if share := redShare(img); share < 0.02 {
+		t.Errorf("only %.1f%% of the screenshot is slip red; is the style applied?", 100*share)
+	}
+	if keep := os.Getenv("OMIKUJI_SCREENSHOT"); keep != "" {
+		if err := os.WriteFile(keep, png1, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot kept at %s", keep)
+	}
+}
+
+// redShare is the fraction of pixels close to the slip's red, #b3262d.
+func redShare(img image.Image) float64 {
+	b := img.Bounds()
+	red := 0
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			if near(r>>8, 0xb3) && near(g>>8, 0x26) && near(bl>>8, 0x2d) {
+				red++
+			}
+		}
+	}
+	return float64(red) / float64(b.Dx()*b.Dy())
+}
+
+func near(v, want uint32) bool { return v+24 >= want && v <= want+24 }
