@@ -1,0 +1,322 @@
+package infra
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-version"
+	"github.com/spf13/cobra"
+	"github.com/weaveworks/eksctl/pkg/accessentry"
+	api "github.com/weaveworks/eksctl/pkg/apis/eksctl.io/v1alpha5"
+	"github.com/weaveworks/eksctl/pkg/ctl/cmdutils"
+	"github.com/weaveworks/eksctl/pkg/ctl/cmdutils/filter"
+
+	"github.com/omikuji/omikuji/internal/fortune"
+)
+
+// Sample stack outputs, shaped like real ones.
+const (
+	sampleCluster = "omikuji"
+	sampleRegion  = "ap-northeast-1"
+	sampleVPC     = "vpc-0123456789abcdef0"
+	sampleSubnet1 = "subnet-0a1b2c3d4e5f60718"
+	sampleSubnet2 = "subnet-0f1e2d3c4b5a69788"
+)
+
+// renderClusterConfig runs the same renderer aws-up.sh runs and returns the
+// path of the rendered config.
+func renderClusterConfig(t *testing.T, args ...string) (string, result) {
+	t.Helper()
+	r := run(t, ".", nil, "", "scripts/render-cluster-config.sh", args...)
+	path := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(path, []byte(r.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, r
+}
+
+// loadLikeEksctl runs the config checks of `eksctl create cluster -f FILE`
+// that need no AWS account: the create-cluster loader (strict decoding, the
+// create-time checks, pod identity and addons included), defaulting and
+// validation of the cluster and of every managed node group, and the checks
+// made just before creation.
+func loadLikeEksctl(path string) (*api.ClusterConfig, error) {
+	cmd := &cmdutils.Cmd{
+		CobraCommand:      &cobra.Command{Use: "cluster"},
+		ClusterConfigFile: path,
+		ClusterConfig:     api.NewClusterConfig(),
+		Validate:          true,
+	}
+	loader := cmdutils.NewCreateClusterLoader(cmd, filter.NewNodeGroupFilter(), api.NewNodeGroup(), &cmdutils.CreateClusterCmdParams{})
+	if err := loader.Load(); err != nil {
+		return nil, err
+	}
+	// In eksctl, NewCtl does this once it has asked AWS for the versions.
+	if err := cmd.InitializeClusterConfig(); err != nil {
+		return nil, err
+	}
+	// And doCreateCluster these, before it creates anything.
+	cfg := cmd.ClusterConfig
+	if err := cfg.ValidatePrivateCluster(); err != nil {
+		return nil, err
+	}
+	if err := cfg.ValidateClusterEndpointConfig(); err != nil {
+		return nil, err
+	}
+	if err := accessentry.ValidateAPIServerAccess(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func TestClusterConfigPassesEksctlValidation(t *testing.T) {
+	path, r := renderClusterConfig(t, sampleCluster, sampleRegion, sampleVPC, sampleSubnet1, sampleSubnet2)
+	if r.code != 0 {
+		t.Fatalf("render-cluster-config.sh:\n%s", r)
+	}
+	cfg, err := loadLikeEksctl(path)
+	if err != nil {
+		t.Fatalf("eksctl rejects the rendered cluster.yaml: %v\n%s", err, r.stdout)
+	}
+
+	meta := cfg.Metadata
+	if meta.Name != sampleCluster || meta.Region != sampleRegion {
+		t.Errorf("metadata name/region = %q/%q, want %q/%q", meta.Name, meta.Region, sampleCluster, sampleRegion)
+	}
+	// The list of supported versions comes from AWS at run time (docs/aws.md
+	// shows how to check); offline we can insist on a version new enough for
+	// Amazon Linux 2023 node images, which eksctl itself knows.
+	v, err := version.NewVersion(meta.Version)
+	if err != nil || !v.GreaterThanOrEqual(version.Must(version.NewVersion(api.AmazonLinux2EOLVersion))) {
+		t.Errorf("metadata.version %q: want %s or newer", meta.Version, api.AmazonLinux2EOLVersion)
+	}
+
+	if cfg.VPC.ID != sampleVPC {
+		t.Errorf("vpc.id = %q, want %q", cfg.VPC.ID, sampleVPC)
+	}
+	var subnetIDs []string
+	for _, s := range cfg.VPC.Subnets.Public {
+		subnetIDs = append(subnetIDs, s.ID)
+	}
+	slices.Sort(subnetIDs)
+	if want := []string{sampleSubnet1, sampleSubnet2}; !slices.Equal(subnetIDs, want) {
+		t.Errorf("public subnets = %v, want %v", subnetIDs, want)
+	}
+	if len(cfg.VPC.Subnets.Private) != 0 {
+		t.Errorf("private subnets %v: the network stack makes public ones only", cfg.VPC.Subnets.Private)
+	}
+
+	if cfg.AccessConfig.AuthenticationMode != "API" {
+		t.Errorf("accessConfig.authenticationMode = %q, want API (access entries, not aws-auth)", cfg.AccessConfig.AuthenticationMode)
+	}
+
+	var addons []string
+	for _, a := range cfg.Addons {
+		addons = append(addons, a.Name)
+	}
+	for _, want := range []string{"vpc-cni", "coredns", "kube-proxy", api.PodIdentityAgentAddon} {
+		if !slices.Contains(addons, want) {
+			t.Errorf("addon %s missing from %v", want, addons)
+		}
+	}
+
+	// The Cluster Autoscaler's permissions: a pod identity association for
+	// the service account the Helm values name.
+	var autoscaler *api.PodIdentityAssociation
+	for i, p := range cfg.IAM.PodIdentityAssociations {
+		if p.Namespace == "kube-system" && p.ServiceAccountName == "cluster-autoscaler" {
+			autoscaler = &cfg.IAM.PodIdentityAssociations[i]
+		}
+	}
+	if autoscaler == nil || !autoscaler.WellKnownPolicies.AutoScaler {
+		t.Errorf("want a pod identity association kube-system/cluster-autoscaler with wellKnownPolicies.autoScaler, got %+v", cfg.IAM.PodIdentityAssociations)
+	}
+	if len(cfg.NodeGroups) != 0 {
+		t.Errorf("self-managed node groups %d: want managed ones only", len(cfg.NodeGroups))
+	}
+	if len(cfg.ManagedNodeGroups) != 1 {
+		t.Fatalf("managed node groups: %d, want 1", len(cfg.ManagedNodeGroups))
+	}
+	ng := cfg.ManagedNodeGroups[0]
+	if ng.Name != "omikuji-nodegroup" {
+		t.Errorf("node group name %q, want omikuji-nodegroup", ng.Name)
+	}
+	if ng.AMIFamily != api.NodeImageFamilyAmazonLinux2023 {
+		t.Errorf("amiFamily %q, want %s", ng.AMIFamily, api.NodeImageFamilyAmazonLinux2023)
+	}
+	if ng.PrivateNetworking {
+		t.Error("privateNetworking: the subnets are public and there is no NAT gateway")
+	}
+	if !api.IsEnabled(ng.PropagateASGTags) {
+		t.Error("propagateASGTags must be on: the autoscaler discovers the Auto Scaling group by its tags")
+	}
+	for key, want := range map[string]string{
+		"k8s.io/cluster-autoscaler/enabled":          "true",
+		"k8s.io/cluster-autoscaler/" + sampleCluster: "owned",
+	} {
+		if got := ng.Tags[key]; got != want {
+			t.Errorf("node group tag %s = %q, want %q", key, got, want)
+		}
+	}
+	if api.IsEnabled(ng.IAM.WithAddonPolicies.AutoScaler) {
+		t.Error("the autoscaler policy belongs to its pod identity, not to every node's role")
+	}
+}
+
+// eniLimits are EC2's network interface limits (interfaces, IPv4 addresses
+// per interface) for the instance types the node group may use; the VPC CNI
+// allows interfaces*(addresses-1)+2 pods per node.
+var eniLimits = map[string][2]int{
+	"t3.small":  {3, 4},
+	"t4g.small": {3, 4},
+	"t3.medium": {3, 6},
+}
+
+// TestNodeGroupFitsTheFortunes ties the node group's size to the catalogue:
+// the desired nodes hold every fortune replica plus the cluster's own pods,
+// and the maximum leaves room above that.
+func TestNodeGroupFitsTheFortunes(t *testing.T) {
+	path, r := renderClusterConfig(t, sampleCluster, sampleRegion, sampleVPC, sampleSubnet1, sampleSubnet2)
+	if r.code != 0 {
+		t.Fatalf("render-cluster-config.sh:\n%s", r)
+	}
+	cfg, err := loadLikeEksctl(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ng := cfg.ManagedNodeGroups[0]
+	limits, ok := eniLimits[ng.InstanceType]
+	if !ok {
+		t.Fatalf("instance type %s: add its ENI limits to eniLimits (see the EC2 docs)", ng.InstanceType)
+	}
+	podsPerNode := limits[0]*(limits[1]-1) + 2
+	const daemonsPerNode = 3 // aws-node, kube-proxy, eks-pod-identity-agent
+	const clusterPods = 3    // CoreDNS x2, the Cluster Autoscaler
+	need := fortune.DefaultReplicas().Total() + clusterPods
+	room := func(nodes int) int { return nodes * (podsPerNode - daemonsPerNode) }
+
+	if *ng.MinSize < 1 {
+		t.Errorf("minSize %d: want at least 1 node", *ng.MinSize)
+	}
+	if room(*ng.DesiredCapacity) < need {
+		t.Errorf("desiredCapacity %d holds %d pods, the fortunes and system pods need %d", *ng.DesiredCapacity, room(*ng.DesiredCapacity), need)
+	}
+	if *ng.MaxSize <= *ng.DesiredCapacity || *ng.MaxSize > 10 {
+		t.Errorf("maxSize %d: want above desiredCapacity %d (room to scale) and small (at most 10)", *ng.MaxSize, *ng.DesiredCapacity)
+	}
+	t.Logf("%s: %d pods per node; need %d pods; desired %d, max %d nodes", ng.InstanceType, podsPerNode, need, *ng.DesiredCapacity, *ng.MaxSize)
+}
+
+// TestAutoscalerChartMatchesClusterVersion keeps the Cluster Autoscaler's
+// minor version (stated next to the pinned chart in aws-up.sh) equal to the
+// cluster's Kubernetes minor, as the autoscaler project requires.
+func TestAutoscalerChartMatchesClusterVersion(t *testing.T) {
+	script, err := os.ReadFile("scripts/aws-up.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`# Chart (\d+\.\d+\.\d+) ships Cluster Autoscaler (\d+\.\d+)`).FindSubmatch(script)
+	pin := regexp.MustCompile(`(?m)^AUTOSCALER_CHART_VERSION=(\S+)$`).FindSubmatch(script)
+	if m == nil || pin == nil || string(m[1]) != string(pin[1]) {
+		t.Fatalf("aws-up.sh: want AUTOSCALER_CHART_VERSION pinned next to a comment '# Chart X ships Cluster Autoscaler 1.N' naming the same chart")
+	}
+	path, r := renderClusterConfig(t, sampleCluster, sampleRegion, sampleVPC, sampleSubnet1, sampleSubnet2)
+	if r.code != 0 {
+		t.Fatalf("render-cluster-config.sh:\n%s", r)
+	}
+	cfg, err := loadLikeEksctl(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m[2]) != cfg.Metadata.Version {
+		t.Errorf("Cluster Autoscaler %s with Kubernetes %s: bump the chart in aws-up.sh with the cluster version", m[2], cfg.Metadata.Version)
+	}
+}
+
+// TestEksctlValidationIsLive proves the checks above can fail: eksctl's own
+// code must reject each of these edits of the rendered config.
+func TestEksctlValidationIsLive(t *testing.T) {
+	path, r := renderClusterConfig(t, sampleCluster, sampleRegion, sampleVPC, sampleSubnet1, sampleSubnet2)
+	if r.code != 0 {
+		t.Fatalf("render-cluster-config.sh:\n%s", r)
+	}
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, old, new, wantErr string }{
+		{"unknown field (strict decoding)", "    propagateASGTags: true", "    propagateASGTag: true", `unknown field "propagateASGTag"`},
+		{"minSize above desiredCapacity", "    minSize: 1", "    minSize: 9", "--nodes-min=9"},
+		{"pod identity without the agent", "  - name: eks-pod-identity-agent\n", "", "eks-pod-identity-agent"},
+		{"bad node group name", "  - name: omikuji-nodegroup", "  - name: omikuji_nodegroup!", "omikuji_nodegroup!"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if n := strings.Count(string(good), tc.old); n != 1 {
+				t.Fatalf("the text to break occurs %d times, want once: %q", n, tc.old)
+			}
+			bad := filepath.Join(t.TempDir(), "cluster.yaml")
+			if err := os.WriteFile(bad, []byte(strings.Replace(string(good), tc.old, tc.new, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := loadLikeEksctl(bad)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("want an error mentioning %q, got %v", tc.wantErr, err)
+			}
+			t.Logf("rejected: %v", err)
+		})
+	}
+}
+
+func TestRenderClusterConfigRejectsBadInput(t *testing.T) {
+	cases := []struct {
+		name     string
+		args     []string
+		code     int
+		mentions string
+	}{
+		{"too few arguments", []string{sampleCluster, sampleRegion}, 2, "usage:"},
+		{"subnet id with YAML in it", []string{sampleCluster, sampleRegion, sampleVPC, "subnet-0a1b2c3d}\n  x: y", sampleSubnet2}, 2, "subnet id"},
+		{"pasted list of subnets", []string{sampleCluster, sampleRegion, sampleVPC, sampleSubnet1 + "," + sampleSubnet2, sampleSubnet2}, 2, "subnet id"},
+		{"same subnet twice", []string{sampleCluster, sampleRegion, sampleVPC, sampleSubnet1, sampleSubnet1}, 2, "must differ"},
+		{"bad region", []string{sampleCluster, "Tokyo", sampleVPC, sampleSubnet1, sampleSubnet2}, 2, "region"},
+		{"bad cluster name", []string{"-omikuji", sampleRegion, sampleVPC, sampleSubnet1, sampleSubnet2}, 2, "cluster"},
+		{"bad VPC id", []string{sampleCluster, sampleRegion, "vpc-XYZ", sampleSubnet1, sampleSubnet2}, 2, "VPC id"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, r := renderClusterConfig(t, tc.args...)
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.mentions) || r.stdout != "" {
+				t.Fatalf("want exit %d, nothing on stdout and a message mentioning %q; got\n%s", tc.code, tc.mentions, r)
+			}
+		})
+	}
+}
+
+func TestRenderClusterConfigFillsEveryPlaceholder(t *testing.T) {
+	tmpl := filepath.Join(t.TempDir(), "cluster.yaml")
+	src, err := os.ReadFile("eksctl/cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmpl, append(src, []byte("# __NEW_PLACEHOLDER__\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := "OMIKUJI_CLUSTER_TEMPLATE=" + tmpl
+	r := run(t, ".", append(os.Environ(), cmd), "", "scripts/render-cluster-config.sh", sampleCluster, sampleRegion, sampleVPC, sampleSubnet1, sampleSubnet2)
+	if r.code == 0 || !strings.Contains(r.stderr, "__NEW_PLACEHOLDER__") {
+		t.Fatalf("an unfilled placeholder must fail the render, naming it:\n%s", r)
+	}
+	// And the real template renders with none left.
+	_, r = renderClusterConfig(t, sampleCluster, sampleRegion, sampleVPC, sampleSubnet1, sampleSubnet2)
+	if r.code != 0 || strings.Contains(r.stdout, "__") {
+		t.Fatalf("rendering the real template:\n%s", r)
+	}
+	if got := strings.Count(r.stdout, sampleSubnet1) + strings.Count(r.stdout, sampleSubnet2); got != 2 {
+		t.Errorf("want each subnet id once in the config, found %d ids", got)
+	}
+}

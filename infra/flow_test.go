@@ -1,0 +1,595 @@
+package infra
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/omikuji/omikuji/internal/fortune"
+)
+
+const (
+	motoAccount = "123456789012" // the account moto reports
+	flowRegion  = "us-east-1"
+)
+
+// A flow runs `make aws-up` / `make aws-down` for real against a moto_server
+// on 127.0.0.1, with stand-ins first on PATH for what moto cannot emulate.
+type flow struct {
+	t        *testing.T
+	root     string
+	endpoint string // moto
+	bin      string // stand-ins
+	records  string // what the stand-ins recorded
+	path     string // PATH for the scripts
+	scratch  string // outlives the subtests, which share state
+	runs     int
+}
+
+func newFlow(t *testing.T) *flow {
+	for _, tool := range []string{"aws", "make", "git"} {
+		requireTool(t, tool, "the aws CLI comes preinstalled on these machines; make and git are Debian packages")
+	}
+	requireTool(t, "moto_server", "the moto AWS emulator comes preinstalled on these machines and cannot be installed offline")
+	f := &flow{t: t, root: repoRoot(t), endpoint: startMoto(t), bin: installStandins(t), scratch: t.TempDir()}
+	f.path = f.bin + string(os.PathListSeparator) + os.Getenv("PATH")
+	return f
+}
+
+// motoRouteTablePatch fills a gap in moto 5.2: its CloudFormation cannot
+// delete an AWS::EC2::RouteTable (the class has no delete handler), so the
+// VPC that holds one can never be deleted and every network stack fails to
+// go with DependencyViolation. Real CloudFormation deletes route tables; this
+// handler, loaded into moto_server through sitecustomize, does the same.
+const motoRouteTablePatch = `from moto.ec2.models.route_tables import RouteTable
+
+
+def _delete_route_table(cls, resource_name, cloudformation_json, account_id, region_name):
+    from moto.ec2.models import ec2_backends
+
+    backend = ec2_backends[account_id][region_name]
+    table = backend.route_tables.get(resource_name)
+    if table is not None:
+        table._associations.clear()
+        backend.delete_route_table(resource_name)
+
+
+RouteTable.delete_from_cloudformation_json = classmethod(_delete_route_table)
+`
+
+// startMoto starts moto_server on a free 127.0.0.1 port and stops it when
+// the test ends.
+func startMoto(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	log, err := os.Create(filepath.Join(t.TempDir(), "moto.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := t.TempDir()
+	if err := os.WriteFile(filepath.Join(patch, "sitecustomize.py"), []byte(motoRouteTablePatch), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("moto_server", "-H", "127.0.0.1", "-p", port)
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+strings.Join(append([]string{patch}, filepath.SplitList(os.Getenv("PYTHONPATH"))...), string(os.PathListSeparator)))
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		cmd.Wait()
+		log.Close()
+	})
+	endpoint := "http://127.0.0.1:" + port
+	client := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		resp, err := client.Get(endpoint + "/moto-api/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return endpoint
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(log.Name())
+			t.Fatalf("moto_server did not come up on %s: %v\n%s", endpoint, err, b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// reset empties moto and the stand-ins' records.
+func (f *flow) reset() {
+	f.t.Helper()
+	resp, err := http.Post(f.endpoint+"/moto-api/reset", "", nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	resp.Body.Close()
+	f.runs++
+	f.records = filepath.Join(f.scratch, fmt.Sprint("run", f.runs))
+	if err := os.Mkdir(f.records, 0o755); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// env is the scripts' environment: this process's, minus anything that could
+// reach a real AWS account or cluster, plus moto and dummy credentials.
+func (f *flow) env(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "OMIKUJI_") ||
+			slices.Contains([]string{"PATH", "KUBECONFIG", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"}, k) {
+			continue
+		}
+		env = append(env, kv)
+	}
+	none := filepath.Join(f.scratch, "none")
+	env = append(env,
+		"PATH="+f.path,
+		"AWS_ENDPOINT_URL="+f.endpoint,
+		"AWS_ACCESS_KEY_ID=testing",
+		"AWS_SECRET_ACCESS_KEY=testing",
+		"AWS_REGION="+flowRegion,         // aws CLI v2 and eksctl
+		"AWS_DEFAULT_REGION="+flowRegion, // aws CLI v1
+		"AWS_CONFIG_FILE="+none,
+		"AWS_SHARED_CREDENTIALS_FILE="+none,
+		"AWS_EC2_METADATA_DISABLED=true",
+		"AWS_PAGER=",
+		"KUBECONFIG="+filepath.Join(f.records, "kubeconfig"),
+		"OMIKUJI_IMAGE_TOOL="+filepath.Join(f.bin, imageToolName),
+		standinDirEnv+"="+f.records,
+		realKubectlEnv+"="+requireTool(f.t, "kubectl", "the stand-in renders the app with the real `kubectl kustomize`"),
+	)
+	// Later entries win: drop the defaults that extra overrides or unsets ("KEY=" with no value removes it).
+	for _, kv := range extra {
+		k, v, _ := strings.Cut(kv, "=")
+		env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") })
+		if v != "" {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func (f *flow) make(target string, env []string) result {
+	f.t.Helper()
+	r := run(f.t, f.root, env, "", "make", "--no-print-directory", target)
+	f.t.Logf("make %s: exit %d", target, r.code)
+	return r
+}
+
+// aws queries moto directly, for the test's own checks.
+func (f *flow) aws(args ...string) result {
+	f.t.Helper()
+	return run(f.t, f.root, f.env(), "", "aws", args...)
+}
+
+func (f *flow) awsJSON(v any, args ...string) {
+	f.t.Helper()
+	r := f.aws(append(args, "--output", "json")...)
+	if r.code != 0 {
+		f.t.Fatalf("aws %v:\n%s", args, r)
+	}
+	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
+		f.t.Fatalf("aws %v: %v\n%s", args, err, r.stdout)
+	}
+}
+
+// calls lists the stand-in invocations so far, one "tool args..." each.
+func (f *flow) calls() []string {
+	b, err := os.ReadFile(filepath.Join(f.records, "calls.log"))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+// index returns the position of the first call starting with prefix, or -1.
+func index(calls []string, prefix string) int {
+	return slices.IndexFunc(calls, func(c string) bool { return strings.HasPrefix(c, prefix) })
+}
+
+func hasCall(calls []string, prefix string) bool { return index(calls, prefix) >= 0 }
+
+// inOrder checks that each prefix first appears after the one before it.
+func inOrder(t *testing.T, what string, items []string, prefixes ...string) {
+	t.Helper()
+	last := -1
+	for _, p := range prefixes {
+		i := slices.IndexFunc(items, func(c string) bool { return strings.HasPrefix(c, p) })
+		if i < 0 {
+			t.Errorf("%s: %q never happened:\n%s", what, p, strings.Join(items, "\n"))
+			return
+		}
+		if i < last {
+			t.Errorf("%s: %q happened before %q:\n%s", what, p, prefixes[slices.Index(prefixes, p)-1], strings.Join(items, "\n"))
+		}
+		last = i
+	}
+}
+
+func (f *flow) stackOutputs(name string) (status string, outputs map[string]string) {
+	f.t.Helper()
+	var out struct {
+		Stacks []struct {
+			StackStatus string
+			Outputs     []struct{ OutputKey, OutputValue string }
+		}
+	}
+	f.awsJSON(&out, "cloudformation", "describe-stacks", "--stack-name", name)
+	outputs = map[string]string{}
+	for _, o := range out.Stacks[0].Outputs {
+		outputs[o.OutputKey] = o.OutputValue
+	}
+	return out.Stacks[0].StackStatus, outputs
+}
+
+// liveStacks lists the stacks moto holds that are not deleted.
+func (f *flow) liveStacks() []string {
+	f.t.Helper()
+	var out struct {
+		StackSummaries []struct{ StackName, StackStatus string }
+	}
+	f.awsJSON(&out, "cloudformation", "list-stacks")
+	var live []string
+	for _, s := range out.StackSummaries {
+		if s.StackStatus != "DELETE_COMPLETE" {
+			live = append(live, s.StackName+" "+s.StackStatus)
+		}
+	}
+	return live
+}
+
+var stepBanner = regexp.MustCompile(`(?m)^==> ([a-z]+):`)
+
+func steps(stdout string) []string {
+	var names []string
+	for _, m := range stepBanner.FindAllStringSubmatch(stdout, -1) {
+		names = append(names, m[1])
+	}
+	return names
+}
+
+func TestAWSFlowAgainstMoto(t *testing.T) {
+	f := newFlow(t)
+
+	t.Run("aws-up creates the stacks and runs every step in order", func(t *testing.T) {
+		f.t = t
+		f.reset()
+		r := f.make("aws-up", f.env())
+		if r.code != 0 {
+			t.Fatalf("make aws-up failed:\n%s", r)
+		}
+		if got, want := steps(r.stdout), []string{"network", "registry", "image", "cluster", "autoscaler", "app", "draw"}; !slices.Equal(got, want) {
+			t.Errorf("steps %v, want %v", got, want)
+		}
+
+		// The network stack really exists in moto, with its outputs and the
+		// subnet settings EKS and LoadBalancer Services need.
+		status, net := f.stackOutputs("omikuji-network")
+		if status != "CREATE_COMPLETE" {
+			t.Fatalf("omikuji-network: %s", status)
+		}
+		var subnets struct {
+			Subnets []struct {
+				SubnetId, VpcId, AvailabilityZone string
+				Tags                              []struct{ Key, Value string }
+			}
+		}
+		f.awsJSON(&subnets, "ec2", "describe-subnets", "--subnet-ids", net["PublicSubnet1Id"], net["PublicSubnet2Id"])
+		if len(subnets.Subnets) != 2 || subnets.Subnets[0].AvailabilityZone == subnets.Subnets[1].AvailabilityZone {
+			t.Errorf("want two subnets in two AZs: %+v", subnets.Subnets)
+		}
+		for _, s := range subnets.Subnets {
+			tags := map[string]string{}
+			for _, tag := range s.Tags {
+				tags[tag.Key] = tag.Value
+			}
+			// (moto ignores MapPublicIpOnLaunch from templates; TestTemplateSettings checks it.)
+			if s.VpcId != net["VpcId"] || tags["kubernetes.io/role/elb"] != "1" || tags["kubernetes.io/cluster/omikuji"] != "shared" {
+				t.Errorf("subnet %s: vpc %s (want %s), tags %v", s.SubnetId, s.VpcId, net["VpcId"], tags)
+			}
+		}
+
+		// The registry: immutable tags (moto drops ScanOnPush from templates;
+		// TestTemplateSettings checks it).
+		status, ecr := f.stackOutputs("omikuji-ecr")
+		repoURI := motoAccount + ".dkr.ecr." + flowRegion + ".amazonaws.com/omikuji/fortune"
+		if status != "CREATE_COMPLETE" || ecr["RepositoryUri"] != repoURI {
+			t.Fatalf("omikuji-ecr: %s, RepositoryUri %q, want %q", status, ecr["RepositoryUri"], repoURI)
+		}
+		var repos struct {
+			Repositories []struct{ ImageTagMutability string }
+		}
+		f.awsJSON(&repos, "ecr", "describe-repositories", "--repository-names", "omikuji/fortune")
+		if rp := repos.Repositories[0]; rp.ImageTagMutability != "IMMUTABLE" {
+			t.Errorf("repository: %+v, want IMMUTABLE", rp)
+		}
+
+		calls := f.calls()
+		inOrder(t, "stand-in calls", calls,
+			imageToolName+" build", imageToolName+" push",
+			"eksctl get cluster", "eksctl create cluster",
+			"helm repo add autoscaler", "helm upgrade --install cluster-autoscaler autoscaler/cluster-autoscaler",
+			"kubectl apply -k", "kubectl -n omikuji rollout status", "kubectl -n omikuji get service omikuji",
+			"curl")
+
+		// The image: built for the nodes' architecture (t3.small: amd64) and
+		// pushed under an immutable, commit-derived tag with the ECR password.
+		build, push := calls[index(calls, imageToolName+" build")], calls[index(calls, imageToolName+" push")]
+		m := regexp.MustCompile(` --to (\S+):(g[0-9a-f]{12}(?:-dirty-[0-9]{14})?) --username AWS --password-stdin$`).FindStringSubmatch(push)
+		if m == nil || m[1] != repoURI {
+			t.Fatalf("push %q: want --to %s:g<commit> --username AWS --password-stdin", push, repoURI)
+		}
+		tag := m[2]
+		if !strings.Contains(build, "--platform linux/amd64") || !strings.Contains(build, "--tag omikuji:"+tag) {
+			t.Errorf("build %q: want --platform linux/amd64 and --tag omikuji:%s", build, tag)
+		}
+		if pw, err := os.ReadFile(filepath.Join(f.records, "push-password")); err != nil || !strings.Contains(string(pw), "auth-token") {
+			t.Errorf("the push did not get ECR's password on stdin: %q %v", pw, err)
+		}
+
+		// The stack outputs reached the config eksctl was given, and eksctl's
+		// own code accepts it.
+		cfg, err := loadLikeEksctl(filepath.Join(f.records, "eksctl-cluster.yaml"))
+		if err != nil {
+			t.Fatalf("the config given to eksctl: %v", err)
+		}
+		var ids []string
+		for _, s := range cfg.VPC.Subnets.Public {
+			ids = append(ids, s.ID)
+		}
+		slices.Sort(ids)
+		want := []string{net["PublicSubnet1Id"], net["PublicSubnet2Id"]}
+		slices.Sort(want)
+		if !slices.Equal(ids, want) || cfg.VPC.ID != net["VpcId"] || cfg.Metadata.Region != flowRegion || cfg.Metadata.Name != "omikuji" {
+			t.Errorf("eksctl config: vpc %s subnets %v region %s name %s; want vpc %s subnets %v region %s name omikuji",
+				cfg.VPC.ID, ids, cfg.Metadata.Region, cfg.Metadata.Name, net["VpcId"], want, flowRegion)
+		}
+
+		helm := calls[index(calls, "helm upgrade")]
+		for _, arg := range []string{"--namespace kube-system", "--set autoDiscovery.clusterName=omikuji", "--set awsRegion=" + flowRegion,
+			"-f " + filepath.Join(f.root, "deploy/helm/cluster-autoscaler-values.yaml")} {
+			if !strings.Contains(helm, arg) {
+				t.Errorf("helm call %q lacks %q", helm, arg)
+			}
+		}
+
+		// The app: every fortune's Deployment runs the pushed image.
+		app, err := os.ReadFile(filepath.Join(f.records, "app.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		images := map[string]string{}
+		for _, doc := range strings.Split(string(app), "\n---\n") {
+			var d appsv1.Deployment
+			if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
+				t.Fatal(err)
+			}
+			if d.Kind != "Deployment" {
+				continue
+			}
+			for _, c := range d.Spec.Template.Spec.Containers {
+				images[d.Name] = c.Image
+			}
+		}
+		for _, id := range fortune.IDs() {
+			if images[id] != repoURI+":"+tag {
+				t.Errorf("Deployment %s runs %q, want %s:%s", id, images[id], repoURI, tag)
+			}
+		}
+		if n := strings.Count(strings.Join(calls, "\n"), "rollout status"); n != len(fortune.IDs()) {
+			t.Errorf("%d rollouts awaited, want one per fortune (%d)", n, len(fortune.IDs()))
+		}
+
+		url := "http://" + standinHost + ":8080/"
+		if !strings.Contains(r.stdout, "omikuji is up: "+url) || !strings.Contains(r.stdout, "大吉") {
+			t.Errorf("want the URL %s and a first draw in the output:\n%s", url, r.stdout)
+		}
+		if c := calls[index(calls, "curl")]; !strings.HasSuffix(c, " "+url) {
+			t.Errorf("first draw %q: want a request to %s", c, url)
+		}
+	})
+
+	t.Run("aws-up again changes nothing", func(t *testing.T) {
+		f.t = t
+		before := len(f.calls())
+		r := f.make("aws-up", f.env())
+		if r.code != 0 {
+			t.Fatalf("second make aws-up failed:\n%s", r)
+		}
+		for _, s := range []string{"stack omikuji-network is up to date", "stack omikuji-ecr is up to date", "cluster omikuji exists"} {
+			if !strings.Contains(r.stdout, s) {
+				t.Errorf("want %q in the output:\n%s", s, r.stdout)
+			}
+		}
+		again := f.calls()[before:]
+		if hasCall(again, "eksctl create") || !hasCall(again, "eksctl utils write-kubeconfig") {
+			t.Errorf("an existing cluster must not be created again:\n%s", strings.Join(again, "\n"))
+		}
+	})
+
+	t.Run("aws-down deletes the Service first, then the cluster, then the stacks", func(t *testing.T) {
+		f.t = t
+		before := len(f.calls())
+		r := f.make("aws-down", f.env())
+		if r.code != 0 {
+			t.Fatalf("make aws-down failed:\n%s", r)
+		}
+		inOrder(t, "stand-in calls", f.calls()[before:],
+			"eksctl get cluster", "kubectl -n omikuji delete service omikuji", "kubectl delete namespace omikuji", "eksctl delete cluster --name omikuji")
+		if got, want := steps(r.stdout), []string{"app", "cluster", "registry", "network", "confirm"}; !slices.Equal(got, want) {
+			t.Errorf("steps %v, want %v", got, want)
+		}
+		if live := f.liveStacks(); len(live) != 0 {
+			t.Errorf("stacks left in moto: %v", live)
+		}
+		for _, stack := range []string{"omikuji-network", "omikuji-ecr"} {
+			if r := f.aws("cloudformation", "describe-stacks", "--stack-name", stack); r.code == 0 || !strings.Contains(r.stderr, "does not exist") {
+				t.Errorf("%s still described:\n%s", stack, r)
+			}
+		}
+		// Under the stacks, the resources are gone too.
+		var vpcs struct{ Vpcs []struct{ VpcId string } }
+		f.awsJSON(&vpcs, "ec2", "describe-vpcs", "--filters", "Name=is-default,Values=false")
+		var repos struct {
+			Repositories []struct{ RepositoryName string }
+		}
+		f.awsJSON(&repos, "ecr", "describe-repositories")
+		if len(vpcs.Vpcs) != 0 || len(repos.Repositories) != 0 {
+			t.Errorf("left behind: VPCs %v, repositories %v", vpcs.Vpcs, repos.Repositories)
+		}
+		if !strings.Contains(r.stdout, "nothing left") {
+			t.Errorf("want a confirmation that nothing is left:\n%s", r.stdout)
+		}
+
+		// Again: nothing to do, still a success.
+		before = len(f.calls())
+		r = f.make("aws-down", f.env())
+		if r.code != 0 || !strings.Contains(r.stdout, "stack omikuji-network: already gone") {
+			t.Fatalf("second make aws-down:\n%s", r)
+		}
+		if again := f.calls()[before:]; hasCall(again, "eksctl delete") || hasCall(again, "kubectl") {
+			t.Errorf("nothing should be deleted twice:\n%s", strings.Join(again, "\n"))
+		}
+	})
+
+	t.Run("aws-down reports what it could not delete", func(t *testing.T) {
+		f.t = t
+		f.reset()
+		// A stack eksctl would have made, left behind.
+		stray := filepath.Join(t.TempDir(), "stray.yaml")
+		if err := os.WriteFile(stray, []byte("Resources:\n  Topic:\n    Type: AWS::SNS::Topic\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if r := f.aws("cloudformation", "create-stack", "--stack-name", "eksctl-omikuji-nodegroup-omikuji-nodegroup", "--template-body", "file://"+stray); r.code != 0 {
+			t.Fatalf("create stray stack:\n%s", r)
+		}
+		r := f.make("aws-down", f.env())
+		if r.code == 0 || !strings.Contains(r.stderr, "still there: stack eksctl-omikuji-nodegroup-omikuji-nodegroup") {
+			t.Fatalf("want aws-down to fail, naming the stack left behind:\n%s", r)
+		}
+	})
+
+	// Each failing stand-in must stop the run in its step, with its message,
+	// before anything of the next step runs.
+	failures := []struct {
+		tool, step, nextCall string
+	}{
+		{imageToolName, "image", "eksctl"},
+		{"eksctl", "cluster", "helm"},
+		{"helm", "autoscaler", "kubectl"},
+		{"kubectl", "app", "curl"},
+		{"curl", "draw", ""},
+	}
+	for _, fail := range failures {
+		t.Run("a failing "+fail.tool+" stops aws-up in step "+fail.step, func(t *testing.T) {
+			f.t = t
+			f.reset()
+			r := f.make("aws-up", f.env(standinFailEnv+"="+fail.tool))
+			if r.code == 0 {
+				t.Fatalf("make aws-up succeeded although %s failed:\n%s", fail.tool, r)
+			}
+			if !strings.Contains(r.stderr, fail.tool+" stand-in: simulated failure") || !strings.Contains(r.stderr, "stopped in step '"+fail.step+"'") {
+				t.Errorf("want the tool's message and the step's name on stderr:\n%s", r)
+			}
+			if fail.nextCall != "" && hasCall(f.calls(), fail.nextCall) {
+				t.Errorf("%s ran after %s failed:\n%s", fail.nextCall, fail.tool, strings.Join(f.calls(), "\n"))
+			}
+			if strings.Contains(r.stdout, "omikuji is up") {
+				t.Errorf("a failed run must not claim success:\n%s", r.stdout)
+			}
+		})
+	}
+
+	t.Run("aws-up resumes after a failure", func(t *testing.T) {
+		f.t = t
+		// The last failure left the stacks and the cluster in place.
+		r := f.make("aws-up", f.env())
+		if r.code != 0 || !strings.Contains(r.stdout, "omikuji is up") {
+			t.Fatalf("re-run after a failure:\n%s", r)
+		}
+		if n := strings.Count(strings.Join(f.calls(), "\n"), "eksctl create cluster"); n != 1 {
+			t.Errorf("eksctl create cluster ran %d times over the failed and the resumed run, want 1", n)
+		}
+	})
+
+	// Preflight: a missing tool, region or credential stops everything before
+	// anything is created.
+	noEksctl := f.bin + "-no-eksctl"
+	t.Cleanup(func() { os.RemoveAll(noEksctl) })
+	preflight := []struct {
+		name     string
+		env      []string
+		mentions string
+	}{
+		{"no region", []string{"AWS_REGION=", "AWS_DEFAULT_REGION="}, "no AWS region: set AWS_REGION"},
+		{"no credentials", []string{"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="}, "no usable AWS credentials"},
+		{"no eksctl", []string{"PATH=" + pathWithout(t, f, noEksctl, "eksctl")}, "missing tools: eksctl"},
+		{"bad cluster name", []string{"OMIKUJI_CLUSTER=omikuji; rm -rf /"}, "cluster name 'omikuji; rm -rf /'"},
+	}
+	for _, pf := range preflight {
+		t.Run("preflight: "+pf.name, func(t *testing.T) {
+			f.t = t
+			f.reset()
+			for _, target := range []string{"aws-up", "aws-down"} {
+				r := f.make(target, f.env(pf.env...))
+				if r.code == 0 || !strings.Contains(r.stderr, pf.mentions) {
+					t.Errorf("make %s: want a failure saying %q:\n%s", target, pf.mentions, r)
+				}
+			}
+			if live := f.liveStacks(); len(live) != 0 {
+				t.Errorf("stacks created despite the failed preflight: %v", live)
+			}
+			if calls := f.calls(); len(calls) != 0 {
+				t.Errorf("tools ran despite the failed preflight:\n%s", strings.Join(calls, "\n"))
+			}
+		})
+	}
+}
+
+// pathWithout builds a PATH whose stand-in directory lacks tool, and which
+// skips any other directory that has a real one.
+func pathWithout(t *testing.T, f *flow, dir, tool string) string {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range standinTools {
+		if name != tool {
+			os.Symlink(filepath.Join(f.bin, name), filepath.Join(dir, name))
+		}
+	}
+	parts := []string{dir}
+	for _, p := range filepath.SplitList(os.Getenv("PATH")) {
+		if _, err := os.Stat(filepath.Join(p, tool)); err == nil {
+			continue
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, string(os.PathListSeparator))
+}

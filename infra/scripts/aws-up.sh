@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# make aws-up: network → registry → image → cluster → autoscaler → app, then
+# the URL and a first draw. Every step is idempotent: re-running after a
+# failure (or with nothing changed) picks up where things stand.
+#
+# Environment:
+#   AWS_REGION            region (or AWS_DEFAULT_REGION, or the profile's region)
+#   OMIKUJI_CLUSTER       cluster name (default omikuji)
+#   OMIKUJI_IMAGE_TAG     image tag (default: g<commit>[-dirty-<time>])
+#   OMIKUJI_IMAGE_TOOL    command that builds and pushes the image
+#                         (default: go run ./tools/image)
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# Chart 9.56.0 ships Cluster Autoscaler 1.35: its minor must match
+# metadata.version in infra/eksctl/cluster.yaml (a test checks).
+AUTOSCALER_CHART_VERSION=9.56.0
+AUTOSCALER_VALUES="$ROOT/deploy/helm/cluster-autoscaler-values.yaml"
+APP_OVERLAY="$ROOT/deploy/kustomize/overlays/eks"
+# The image name the eks overlay uses as a placeholder; the app step points
+# it at the ECR repository.
+APP_IMAGE_PLACEHOLDER=ACCOUNT.dkr.ecr.REGION.amazonaws.com/omikuji/fortune
+ROLLOUT_TIMEOUT=15m
+LB_TIMEOUT_SECONDS=600
+
+image_tool() {
+	if [[ -n ${OMIKUJI_IMAGE_TOOL:-} ]]; then
+		"$OMIKUJI_IMAGE_TOOL" "$@"
+	else
+		(cd "$ROOT" && go run ./tools/image "$@")
+	fi
+}
+
+# image_platform follows the node group's instance type, so that the image
+# always matches the nodes: Graviton families carry a 'g' after the
+# generation digit (t4g, m7g, c7gn, ...).
+image_platform() {
+	local type
+	type=$(sed -n 's/^ *instanceType: *\([a-z0-9.-]*\).*/\1/p' "$INFRA/eksctl/cluster.yaml" | head -n 1)
+	[[ -n $type ]] || die "no instanceType in infra/eksctl/cluster.yaml"
+	if [[ $type =~ ^[a-z]+[0-9]+[a-z]*g[a-z]*\. ]]; then
+		echo linux/arm64
+	else
+		echo linux/amd64
+	fi
+}
+
+default_image_tag() {
+	local sha
+	sha=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null) || die "not a git checkout: set OMIKUJI_IMAGE_TAG"
+	if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]]; then
+		# The repository's tags are immutable: a dirty tree gets a fresh tag.
+		echo "g$sha-dirty-$(date -u +%Y%m%d%H%M%S)"
+	else
+		echo "g$sha"
+	fi
+}
+
+# relative_path prints a path from directory $1 up to / and down to $2:
+# kustomize refuses absolute paths to other kustomizations.
+relative_path() {
+	local up='' dir=$1
+	while [[ $dir != / ]]; do
+		up+=../
+		dir=$(dirname "$dir")
+	done
+	echo "$up${2#/}"
+}
+
+# --- preflight: tools, region, credentials — before anything is created ---
+tools=(aws eksctl kubectl helm curl git)
+[[ -n ${OMIKUJI_IMAGE_TOOL:-} ]] || tools+=(go)
+require_tools "${tools[@]}"
+require_cluster_name
+[[ -f $AUTOSCALER_VALUES ]] || die "missing $AUTOSCALER_VALUES"
+[[ -d $APP_OVERLAY ]] || die "missing $APP_OVERLAY"
+resolve_region
+require_credentials
+IMAGE_TAG=${OMIKUJI_IMAGE_TAG:-$(default_image_tag)}
+[[ $IMAGE_TAG =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "image tag '$IMAGE_TAG' is not a valid tag"
+echo "account $ACCOUNT_ID, region $REGION, cluster $CLUSTER, image tag $IMAGE_TAG"
+
+WORK=$(cd "$(mktemp -d)" && pwd -P)
+
+step network "stack $NETWORK_STACK (VPC, two public subnets)"
+deploy_stack "$NETWORK_STACK" "$INFRA/cloudformation/network.yaml" "ClusterName=$CLUSTER"
+VPC_ID=$(stack_output "$NETWORK_STACK" VpcId)
+SUBNET_1=$(stack_output "$NETWORK_STACK" PublicSubnet1Id)
+SUBNET_2=$(stack_output "$NETWORK_STACK" PublicSubnet2Id)
+echo "VPC $VPC_ID, subnets $SUBNET_1 $SUBNET_2"
+
+step registry "stack $ECR_STACK (ECR repository)"
+deploy_stack "$ECR_STACK" "$INFRA/cloudformation/ecr.yaml"
+REPOSITORY=$(stack_output "$ECR_STACK" RepositoryName)
+REPOSITORY_URI=$(stack_output "$ECR_STACK" RepositoryUri)
+IMAGE="$REPOSITORY_URI:$IMAGE_TAG"
+
+step image "build and push $IMAGE"
+if aws ecr describe-images --repository-name "$REPOSITORY" --image-ids "imageTag=$IMAGE_TAG" >/dev/null 2>&1; then
+	echo "$IMAGE is already in the registry"
+else
+	platform=$(image_platform)
+	image_tool build -o "$WORK/omikuji-image.tar" --tag "omikuji:$IMAGE_TAG" --platform "$platform" \
+		--revision "$(git -C "$ROOT" rev-parse HEAD)"
+	aws ecr get-login-password |
+		image_tool push --tar "$WORK/omikuji-image.tar" --to "$IMAGE" --username AWS --password-stdin
+fi
+
+step cluster "EKS cluster $CLUSTER (eksctl; about 15 minutes the first time)"
+"$INFRA/scripts/render-cluster-config.sh" "$CLUSTER" "$REGION" "$VPC_ID" "$SUBNET_1" "$SUBNET_2" >"$WORK/cluster.yaml"
+if cluster_exists; then
+	echo "cluster $CLUSTER exists; updating kubeconfig only"
+	eksctl utils write-kubeconfig --cluster "$CLUSTER" --region "$REGION"
+else
+	eksctl create cluster -f "$WORK/cluster.yaml"
+fi
+
+step autoscaler "Cluster Autoscaler (Helm chart $AUTOSCALER_CHART_VERSION)"
+helm repo add autoscaler https://kubernetes.github.io/autoscaler --force-update
+helm upgrade --install cluster-autoscaler autoscaler/cluster-autoscaler \
+	--namespace kube-system --version "$AUTOSCALER_CHART_VERSION" \
+	-f "$AUTOSCALER_VALUES" \
+	--set "autoDiscovery.clusterName=$CLUSTER" --set "awsRegion=$REGION" \
+	--wait --timeout 10m
+
+step app "the fortunes and their LoadBalancer Service"
+mkdir "$WORK/app"
+cat >"$WORK/app/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $(relative_path "$WORK/app" "$APP_OVERLAY")
+images:
+  - name: $APP_IMAGE_PLACEHOLDER
+    newName: $REPOSITORY_URI
+    newTag: "$IMAGE_TAG"
+EOF
+kubectl apply -k "$WORK/app"
+deployments=$(kubectl -n "$NAMESPACE" get deployments -o name)
+[[ -n $deployments ]] || die "no Deployments in namespace $NAMESPACE after apply"
+for d in $deployments; do
+	kubectl -n "$NAMESPACE" rollout status "$d" --timeout "$ROLLOUT_TIMEOUT"
+done
+
+echo "waiting for the load balancer's address (up to $((LB_TIMEOUT_SECONDS / 60)) minutes)"
+host=
+for ((waited = 0; waited < LB_TIMEOUT_SECONDS; waited += 10)); do
+	host=$(kubectl -n "$NAMESPACE" get service "$SERVICE" -o jsonpath='{.status.loadBalancer.ingress[0].hostname}')
+	[[ -z $host ]] || break
+	sleep 10
+done
+[[ -n $host ]] || die "service $SERVICE has no load balancer address after $((LB_TIMEOUT_SECONDS / 60)) minutes; see 'kubectl -n $NAMESPACE describe service $SERVICE'"
+URL="http://$host:$SERVICE_PORT/"
+
+step draw "a first draw from $URL (the new DNS name takes a few minutes to resolve)"
+curl --silent --show-error --fail --max-time 10 \
+	--retry 40 --retry-delay 15 --retry-all-errors \
+	-H 'Accept: text/plain' "$URL"
+echo
+echo "omikuji is up: $URL"
+echo "tear everything down with: make aws-down"
