@@ -1,8 +1,6 @@
 package deploy
 
 import (
-	"errors"
-	"io/fs"
 	"os"
 	"regexp"
 	"strings"
@@ -92,9 +90,6 @@ func TestClusterAutoscalerValues(t *testing.T) {
 	// The autoscaler's minor must be the cluster's Kubernetes minor.
 	var cluster eksctlConfig
 	doc, err := os.ReadFile("../infra/eksctl/cluster.yaml")
-	if errors.Is(err, fs.ErrNotExist) {
-		t.Skip("TEMPORARY until infra/ is committed: infra/eksctl/cluster.yaml is not in this checkout")
-	}
 	if err != nil {
 		t.Fatalf("the cluster config that pins the Kubernetes version: %v", err)
 	}
@@ -158,9 +153,6 @@ func TestClusterAutoscalerValues(t *testing.T) {
 // docs/kubernetes.md) and where aws-up installs it; they must agree.
 func TestAutoscalerChartVersionAgrees(t *testing.T) {
 	script, err := os.ReadFile("../infra/scripts/aws-up.sh")
-	if errors.Is(err, fs.ErrNotExist) {
-		t.Skip("TEMPORARY until infra/ is committed: infra/scripts/aws-up.sh is not in this checkout")
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
