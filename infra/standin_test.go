@@ -93,6 +93,10 @@ func standin(name string, args []string, dir string) error {
 			return os.WriteFile(clusterState, nil, 0o644)
 		case strings.HasPrefix(line, "delete cluster"):
 			return os.Remove(clusterState)
+		case strings.HasPrefix(line, "create addon -f"), strings.HasPrefix(line, "create nodegroup -f"):
+			if _, err := os.Stat(clusterState); err != nil {
+				return fmt.Errorf("no cluster found for name: %s", sampleCluster)
+			}
 		case strings.HasPrefix(line, "utils write-kubeconfig"):
 		default:
 			return fmt.Errorf("unexpected call: %s", line)

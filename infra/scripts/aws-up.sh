@@ -110,8 +110,12 @@ fi
 step cluster "EKS cluster $CLUSTER (eksctl; about 15 minutes the first time)"
 "$INFRA/scripts/render-cluster-config.sh" "$CLUSTER" "$REGION" "$VPC_ID" "$SUBNET_1" "$SUBNET_2" >"$WORK/cluster.yaml"
 if cluster_exists; then
-	echo "cluster $CLUSTER exists; updating kubeconfig only"
+	# Both commands skip what exists, so they only add what an interrupted
+	# first run or a new config entry left missing.
+	echo "cluster $CLUSTER exists; adding only missing addons and node groups"
 	eksctl utils write-kubeconfig --cluster "$CLUSTER" --region "$REGION"
+	eksctl create addon -f "$WORK/cluster.yaml"
+	eksctl create nodegroup -f "$WORK/cluster.yaml"
 else
 	eksctl create cluster -f "$WORK/cluster.yaml"
 fi
