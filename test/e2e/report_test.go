@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omikuji/omikuji/internal/audit"
+	"github.com/omikuji/omikuji/internal/fortune"
+	"github.com/omikuji/omikuji/test/e2e/cluster"
+)
+
+// runReport collects what docs/e2e.md records: timings per phase, every
+// audited draw and the no-draw-lost streams. It is logged at the end and
+// written as JSON to $E2E_REPORT when that is set.
+type runReport struct {
+	Started time.Time        `json:"started"`
+	Phases  []cluster.Timing `json:"phases"`
+	Up      []cluster.Timing `json:"cluster_up"`
+	Draws   []drawReport     `json:"draws"`
+	Streams []streamReport   `json:"streams"`
+}
+
+type drawReport struct {
+	Mode, Target string
+	Expect       string
+	Counts       string
+	Pods         string
+	Succeeded    int
+	Failed       int
+	PGoodness    float64
+	PIndepend    float64
+	Verdict      string
+}
+
+type streamReport struct {
+	Mode           string
+	Draws, Failed  int
+	Slow           int // answered, but after more than a second
+	DuringDelete   int64
+	DeleteSeconds  float64
+	DuringRestart  int64
+	RestartSeconds float64
+}
+
+// phase times fn; a failing phase ends the test.
+func (r *runReport) phase(t *testing.T, name string, fn func() error) {
+	t.Helper()
+	start := time.Now()
+	err := fn()
+	r.phaseDone(name, start)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+}
+
+func (r *runReport) phaseDone(name string, start time.Time) {
+	d := time.Since(start).Round(10 * time.Millisecond)
+	r.Phases = append(r.Phases, cluster.Timing{Phase: name, Duration: d})
+	fmt.Fprintf(os.Stderr, "e2e: phase %-40s %7.1f s\n", name, d.Seconds())
+}
+
+func (r *runReport) draw(mode, target string, expect fortune.Counts, a audit.Report) {
+	var counts, pods []string
+	for _, row := range a.Fortunes {
+		counts = append(counts, fmt.Sprint(row.Count))
+		pods = append(pods, fmt.Sprint(row.Pods))
+	}
+	r.Draws = append(r.Draws, drawReport{
+		Mode: mode, Target: target, Expect: expect.String(),
+		Counts: strings.Join(counts, "/"), Pods: strings.Join(pods, "/"),
+		Succeeded: a.Succeeded, Failed: a.Failed,
+		PGoodness: a.GoodnessOfFit.PValue, PIndepend: a.Independence.PValue, Verdict: a.Verdict,
+	})
+}
+
+// write logs the summary as markdown tables (pasted into docs/e2e.md) and
+// saves the JSON if asked to.
+func (r *runReport) write(t *testing.T) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "e2e summary (%s)\n\n| phase | seconds |\n|---|---:|\n", r.Started.Format(time.RFC3339))
+	for _, p := range r.Phases {
+		fmt.Fprintf(&b, "| %s | %.1f |\n", p.Phase, p.Duration.Seconds())
+	}
+	fmt.Fprintf(&b, "\n| cluster up step | seconds |\n|---|---:|\n")
+	for _, p := range r.Up {
+		fmt.Fprintf(&b, "| %s | %.1f |\n", p.Phase, p.Duration.Seconds())
+	}
+	fmt.Fprintf(&b, "\n| mode | target | expected | drawn (%s) | pods | goodness of fit p | independence p | verdict |\n|---|---|---|---|---|---:|---:|---|\n",
+		strings.Join(fortune.IDs(), "/"))
+	for _, d := range r.Draws {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.3g | %.3g | %s |\n",
+			d.Mode, d.Target, d.Expect, d.Counts, d.Pods, d.PGoodness, d.PIndepend, d.Verdict)
+	}
+	fmt.Fprintf(&b, "\n| mode | draws in stream | failed | slower than 1 s | during pod delete | during rollout restart |\n|---|---:|---:|---:|---|---|\n")
+	for _, s := range r.Streams {
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d in %.1f s | %d in %.1f s |\n",
+			s.Mode, s.Draws, s.Failed, s.Slow, s.DuringDelete, s.DeleteSeconds, s.DuringRestart, s.RestartSeconds)
+	}
+	fmt.Fprint(os.Stderr, b.String())
+	if path := os.Getenv("E2E_REPORT"); path != "" {
+		data, err := json.MarshalIndent(r, "", "  ")
+		if err == nil {
+			err = os.WriteFile(path, data, 0o644)
+		}
+		if err != nil {
+			t.Errorf("E2E_REPORT: %v", err)
+		}
+	}
+}

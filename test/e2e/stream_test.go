@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A stream draws continuously, each draw on a new connection, and keeps
+// every outcome with its time, so a lost draw can be placed against what
+// the cluster was doing at that moment.
+type stream struct {
+	start time.Time
+	done  atomic.Int64
+	mu    sync.Mutex
+	draws []streamDraw
+	wg    sync.WaitGroup
+}
+
+type streamDraw struct {
+	at   time.Duration // since the stream started, when the draw began
+	took time.Duration
+	pod  string
+	err  error
+}
+
+func startStream(ctx context.Context, url string, workers int) *stream {
+	s := &stream{start: time.Now()}
+	for range workers {
+		s.wg.Go(func() {
+			for ctx.Err() == nil {
+				at := time.Since(s.start)
+				pod, err := drawOne(ctx, url)
+				if ctx.Err() != nil {
+					return // cut short by the end of the stream: not an outcome
+				}
+				took := time.Since(s.start) - at
+				s.mu.Lock()
+				s.draws = append(s.draws, streamDraw{at: at, took: took, pod: pod, err: err})
+				s.mu.Unlock()
+				s.done.Add(1)
+			}
+		})
+	}
+	return s
+}
+
+// wait returns every outcome once the stream's context is done.
+func (s *stream) wait() []streamDraw {
+	s.wg.Wait()
+	sort.Slice(s.draws, func(i, j int) bool { return s.draws[i].at < s.draws[j].at })
+	return s.draws
+}
+
+// failures summarises the failed draws: how many, of which kinds, and when.
+func failures(draws []streamDraw) (int, string) {
+	var n int
+	kinds := map[string]int{}
+	var first, last time.Duration
+	for _, d := range draws {
+		if d.err == nil {
+			continue
+		}
+		if n == 0 {
+			first = d.at
+		}
+		n++
+		last = d.at
+		msg := d.err.Error()
+		if i := strings.LastIndex(msg, ": "); i >= 0 {
+			msg = msg[i+2:]
+		}
+		kinds[msg]++
+	}
+	if n == 0 {
+		return 0, ""
+	}
+	return n, fmt.Sprintf("between %.2f s and %.2f s: %v", first.Seconds(), last.Seconds(), kinds)
+}
+
+// slow counts the successful draws that took longer than d (a SYN
+// retransmitted after a drop takes at least a second).
+func slow(draws []streamDraw, d time.Duration) int {
+	n := 0
+	for _, x := range draws {
+		if x.err == nil && x.took > d {
+			n++
+		}
+	}
+	return n
+}
