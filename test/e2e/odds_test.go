@@ -78,7 +78,11 @@ func TestOdds(t *testing.T) {
 	work := t.TempDir()
 	var binDir string
 	rep.phase(t, "build upstream Kubernetes (cached)", func() error {
-		binDir, err = cluster.Build(ctx, cluster.BuildOptions{UpstreamDir: filepath.Join(repo, "test", "e2e", "upstream"), Log: testWriter{t}})
+		binDir, err = cluster.Build(ctx, cluster.BuildOptions{
+			UpstreamDir: filepath.Join(repo, "test", "e2e", "upstream"),
+			CacheRoot:   os.Getenv("OMIKUJI_E2E_CACHE"), // empty: /var/cache/omikuji-e2e
+			Log:         testWriter{t},
+		})
 		return err
 	})
 	omikuji := filepath.Join(work, "omikuji")

@@ -84,7 +84,7 @@ func Build(ctx context.Context, opts BuildOptions) (string, error) {
 	fmt.Fprintf(log, "upstream: building Kubernetes %s (%s) into %s; cold this takes ~20 min on 2 cores\n",
 		version, strings.Join(Components, ", "), binDir)
 	start := time.Now()
-	args := append([]string{"-n", "10", "go", "build", "-p", "2", "-trimpath", "-ldflags", ldflags, "-o", tmp + "/"}, pkgs...)
+	args := append([]string{"-n", "10", "go", "build", "-p", "2", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o", tmp + "/"}, pkgs...)
 	cmd := exec.CommandContext(ctx, "nice", args...)
 	cmd.Dir = opts.UpstreamDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off")

@@ -1,0 +1,162 @@
+package cluster
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// These tests cover the harness's own logic offline; the cluster itself is
+// exercised by the e2e test in the parent directory.
+
+func TestSplitRuleKeepsQuotedComments(t *testing.T) {
+	rule := `INPUT -m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS`
+	got := splitRule(rule)
+	want := []string{"INPUT", "-m", "comment", "--comment", "kubernetes health check service ports", "-j", "KUBE-NODEPORTS"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("splitRule(%q) = %q, want %q", rule, got, want)
+	}
+	if got := splitRule(`X --comment "a \"quoted\" word"`); got[2] != `a "quoted" word` {
+		t.Fatalf("escaped quotes: got %q", got)
+	}
+}
+
+func TestUnescapeMount(t *testing.T) {
+	for in, want := range map[string]string{
+		`/tmp/a\040b`: "/tmp/a b",
+		`/plain/path`: "/plain/path",
+		`/tab\011x`:   "/tab\tx",
+	} {
+		if got := unescapeMount(in); got != want {
+			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestKubernetesVersionAndLDFlags(t *testing.T) {
+	dir := t.TempDir()
+	gomod := filepath.Join(dir, "go.mod")
+	if err := os.WriteFile(gomod, []byte("module x\n\nrequire k8s.io/kubernetes v1.34.4 // indirect\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v, err := kubernetesVersion(gomod)
+	if err != nil || v != "v1.34.4" {
+		t.Fatalf("kubernetesVersion = %q, %v; want v1.34.4", v, err)
+	}
+	flags := versionLDFlags(v)
+	for _, want := range []string{
+		"k8s.io/component-base/version.gitVersion=v1.34.4",
+		"k8s.io/client-go/pkg/version.gitMinor=34",
+	} {
+		if !strings.Contains(flags, want) {
+			t.Errorf("ldflags %q lack %q", flags, want)
+		}
+	}
+	if err := os.WriteFile(gomod, []byte("module x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kubernetesVersion(gomod); err == nil {
+		t.Error("a go.mod without k8s.io/kubernetes gave no error")
+	}
+}
+
+// The real upstream module pins the version the docs name.
+func TestUpstreamModulePinsKubernetes(t *testing.T) {
+	v, err := kubernetesVersion(filepath.Join("..", "upstream", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(v, "v1.") {
+		t.Fatalf("upstream pins %q", v)
+	}
+}
+
+func TestBuildKeyFollowsGoSum(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("go.mod", "module x\n")
+	write("go.sum", "a v1 h1:x\n")
+	ctx := context.Background()
+	k1, err := buildKey(ctx, dir, "-s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := buildKey(ctx, dir, "-s"); again != k1 {
+		t.Fatalf("key not stable: %s then %s", k1, again)
+	}
+	write("go.sum", "a v2 h1:y\n")
+	if k2, _ := buildKey(ctx, dir, "-s"); k2 == k1 {
+		t.Error("changing go.sum kept the cache key")
+	}
+	if k3, _ := buildKey(ctx, dir, "-w"); k3 == k1 {
+		t.Error("changing the link flags kept the cache key")
+	}
+}
+
+func TestPKIChainsToCA(t *testing.T) {
+	p, err := newPKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.issue("node", "system:node:n", []string{"system:nodes"}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p.path("node.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(p.caCert)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("client certificate does not chain to the CA: %v", err)
+	}
+	if cert.Subject.CommonName != "system:node:n" || cert.Subject.Organization[0] != "system:nodes" {
+		t.Errorf("subject %v: want the Kubernetes user and group", cert.Subject)
+	}
+	if fi, err := os.Stat(p.path("node.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+}
+
+func TestPauseImage(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "pause.tar")
+	if err := BuildPauseImage(context.Background(), "..", out); err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag(PauseImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := tarball.ImageFromPath(out, &tag)
+	if err != nil {
+		t.Fatalf("the tarball has no image tagged %s: %v", PauseImage, err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.OS != "linux" || !reflect.DeepEqual(cfg.Config.Entrypoint, []string{"/pause"}) || cfg.Config.User == "" {
+		t.Errorf("config: os %q, entrypoint %q, user %q", cfg.OS, cfg.Config.Entrypoint, cfg.Config.User)
+	}
+	layers, err := img.Layers()
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("%d layers (%v), want 1", len(layers), err)
+	}
+}
