@@ -69,9 +69,7 @@ relative_path() {
 }
 
 # --- preflight: tools, region, credentials — before anything is created ---
-tools=(aws eksctl kubectl helm curl git)
-[[ -n ${OMIKUJI_IMAGE_TOOL:-} ]] || tools+=(go)
-require_tools "${tools[@]}"
+require_tools aws eksctl kubectl helm curl git "${OMIKUJI_IMAGE_TOOL:-go}"
 require_cluster_name
 [[ -f $AUTOSCALER_VALUES ]] || die "missing $AUTOSCALER_VALUES"
 [[ -d $APP_OVERLAY ]] || die "missing $APP_OVERLAY"
@@ -155,6 +153,7 @@ for ((waited = 0; waited < LB_TIMEOUT_SECONDS; waited += 10)); do
 	sleep 10
 done
 [[ -n $host ]] || die "service $SERVICE has no load balancer address after $((LB_TIMEOUT_SECONDS / 60)) minutes; see 'kubectl -n $NAMESPACE describe service $SERVICE'"
+[[ $host =~ ^[A-Za-z0-9.-]+$ ]] || die "unexpected load balancer address '$host'"
 URL="http://$host:$SERVICE_PORT/"
 
 step draw "a first draw from $URL (the new DNS name takes a few minutes to resolve)"

@@ -12,6 +12,9 @@ NAMESPACE=omikuji
 SERVICE=omikuji
 SERVICE_PORT=8080
 
+# AWS CLI v2 would page long output; these scripts read it.
+export AWS_PAGER=""
+
 PROG=$(basename "$0" .sh)
 CURRENT_STEP=preflight
 
