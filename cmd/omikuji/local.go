@@ -59,6 +59,8 @@ func runLocal(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// Once stopping, a second Ctrl-C kills at once instead of waiting.
+	context.AfterFunc(ctx, stop)
 	sys, err := local.Start(local.Config{Addr: *addr, Replicas: counts, Balancer: *balancer, KeepAlive: *keepAlive, Seed: *seed, Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "omikuji local: %v\n", err)

@@ -81,6 +81,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// Once stopping, a second Ctrl-C kills at once instead of waiting.
+	context.AfterFunc(ctx, stop)
 	srv := server.New(server.Config{Fortune: f, Pod: pod, KeepAlive: keepAlive, Logger: log, ShutdownTimeout: shutdown})
 	if err := srv.Run(ctx, ln, drain); err != nil {
 		log.Error("serve", "err", err)
