@@ -44,7 +44,7 @@ type Outcome struct {
 	Err     string // the failure in detail
 }
 
-// A Sample is every finished draw in the order the answers came back.
+// A Sample is every finished draw, in the order the draws started.
 type Sample struct {
 	Outcomes []Outcome
 	// Stopped says why drawing ended before Draws outcomes: "" when it did
@@ -67,6 +67,10 @@ const (
 // unreachable URL should not cost n timeouts.
 const giveUpAfter = 20
 
+// MaxDraws bounds one audit: every outcome is kept in memory, and far fewer
+// draws already give the tests all the power they need.
+const MaxDraws = 1_000_000
+
 // maxBody bounds how much of an answer is read.
 const maxBody = 64 << 10
 
@@ -75,8 +79,8 @@ func (o Options) Validate() error {
 	if _, err := ParseURL(o.URL); err != nil {
 		return err
 	}
-	if o.Draws <= 0 {
-		return fmt.Errorf("draws must be positive, got %d", o.Draws)
+	if o.Draws <= 0 || o.Draws > MaxDraws {
+		return fmt.Errorf("draws must be between 1 and %d, got %d", MaxDraws, o.Draws)
 	}
 	if o.Concurrency <= 0 {
 		return fmt.Errorf("concurrency must be positive, got %d", o.Concurrency)
@@ -111,6 +115,13 @@ func ParseURL(raw string) (string, error) {
 // Draw draws o.Draws fortunes with o.Concurrency workers. It stops early when
 // ctx is done or when the first draws all fail; the sample then holds what
 // was drawn and says why it stopped.
+//
+// Outcomes are kept in the order the draws started, not the order their
+// answers came back: which pod a connection reaches is decided when it opens,
+// so the start order is the balancer's order. Answer order would depend on
+// the outcome itself — draws from a busy pod come back late and bunched —
+// and would read as dependence between draws that the balancer made
+// independently.
 func Draw(ctx context.Context, o Options) (Sample, error) {
 	if err := o.Validate(); err != nil {
 		return Sample{}, err
@@ -120,25 +131,34 @@ func Draw(ctx context.Context, o Options) (Sample, error) {
 	defer cancel()
 
 	var (
-		mu      sync.Mutex
-		sample  = Sample{Outcomes: make([]Outcome, 0, o.Draws)}
-		started atomic.Int64
-		wg      sync.WaitGroup
+		mu        sync.Mutex
+		outcomes  = make([]Outcome, o.Draws) // by start order
+		finished  = make([]bool, o.Draws)
+		completed int
+		succeeded bool
+		stopped   string
+		started   atomic.Int64
+		wg        sync.WaitGroup
 	)
-	workers := min(o.Concurrency, o.Draws)
-	for range workers {
+	for range min(o.Concurrency, o.Draws) {
 		wg.Go(func() {
 			client, closeIdle := newClient(o.Timeout, o.KeepAlive)
 			defer closeIdle()
-			for started.Add(1) <= int64(o.Draws) {
+			for {
+				i := started.Add(1) - 1
+				if i >= int64(o.Draws) {
+					return
+				}
 				out := drawOnce(ctx, client, target)
 				if ctx.Err() != nil {
 					return // cut short by us or the caller: not a real outcome
 				}
 				mu.Lock()
-				sample.Outcomes = append(sample.Outcomes, out)
-				if len(sample.Outcomes) == giveUpAfter && allFailed(sample.Outcomes) {
-					sample.Stopped = fmt.Sprintf("the first %d draws all failed", giveUpAfter)
+				outcomes[i], finished[i] = out, true
+				completed++
+				succeeded = succeeded || out.Failure == ""
+				if completed == giveUpAfter && !succeeded {
+					stopped = fmt.Sprintf("the first %d draws all failed", giveUpAfter)
 					cancel()
 				}
 				mu.Unlock()
@@ -149,19 +169,16 @@ func Draw(ctx context.Context, o Options) (Sample, error) {
 		})
 	}
 	wg.Wait()
+	sample := Sample{Outcomes: outcomes[:0], Stopped: stopped}
+	for i, out := range outcomes {
+		if finished[i] {
+			sample.Outcomes = append(sample.Outcomes, out)
+		}
+	}
 	if sample.Stopped == "" && len(sample.Outcomes) < o.Draws {
 		sample.Stopped = fmt.Sprintf("interrupted after %d of %d draws", len(sample.Outcomes), o.Draws)
 	}
 	return sample, nil
-}
-
-func allFailed(outs []Outcome) bool {
-	for _, o := range outs {
-		if o.Failure == "" {
-			return false
-		}
-	}
-	return true
 }
 
 // newClient returns a client for one worker. Without keep-alive every request
@@ -220,10 +237,11 @@ func drawOnce(ctx context.Context, client *http.Client, target string) Outcome {
 	if err := json.Unmarshal(body, &a); err != nil {
 		return Outcome{Failure: FailBadBody, Err: "answer is not the JSON of a draw: " + err.Error()}
 	}
-	if _, err := fortune.Lookup(a.Fortune); err != nil {
+	f, err := fortune.Lookup(a.Fortune)
+	if err != nil {
 		return Outcome{Failure: FailUnknown, Err: err.Error()}
 	}
-	return Outcome{Fortune: a.Fortune, Pod: a.Pod}
+	return Outcome{Fortune: f.ID, Pod: a.Pod} // the catalogue's string: a million draws share it
 }
 
 // classify names the kind of a transport error.

@@ -63,6 +63,18 @@ func TestLocalRandomPassesTheAudit(t *testing.T) {
 		}
 	}
 	t.Logf("goodness of fit p = %.3g, independence p = %.3g", r.GoodnessOfFit.PValue, r.Independence.PValue)
+
+	// Eight at a time, which connection gets which replica depends on
+	// scheduling, so the p-values vary; a fair balancer falls below 1e-6
+	// once in a million runs.
+	o := audit.Options{URL: sys.URL(), Draws: 3000, Concurrency: 8, Timeout: 5 * time.Second}
+	s, err := audit.Draw(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := audit.Analyze(s, o, fortune.DefaultReplicas(), 1e-6); r.Verdict != audit.Consistent {
+		t.Errorf("random balancer, -c 8: %s — %s %v", r.Verdict, r.Summary, r.LikelyCauses)
+	}
 }
 
 func TestLocalRoundRobinFailsIndependence(t *testing.T) {
