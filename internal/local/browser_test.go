@@ -5,6 +5,7 @@ import (
 	"context"
 	"image"
 	"image/png"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,9 +37,17 @@ func chromium(t *testing.T) string {
 // returns a tab.
 func browser(t *testing.T, execPath string) context.Context {
 	t.Helper()
+	profile := t.TempDir()
+	// "Preload pages" off: no speculative connections besides the page's own.
+	if err := os.MkdirAll(filepath.Join(profile, "Default"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(profile, "Default", "Preferences"), []byte(`{"net":{"network_prediction_options":2}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(execPath),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.Headless,
 		chromedp.NoSandbox, // we run as root in CI
 		chromedp.DisableGPU,
@@ -126,7 +135,7 @@ func TestBrowserReloadsDrawAgain(t *testing.T) {
 		}
 	})
 	t.Run("keep-alive", func(t *testing.T) {
-		s := start(t, Config{Seed: 8, KeepAlive: true})
+		s := start(t, Config{Seed: 8, KeepAlive: true, Logger: slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 		fortunes, pods := reloadAndRead(t, browser(t, execPath), s.URL(), reloads)
 		if len(distinct(fortunes)) != 1 || len(distinct(pods)) != 1 {
 			t.Errorf("with keep-alive, 30 reloads showed %v from %v; want one replica", distinct(fortunes), distinct(pods))
