@@ -45,3 +45,21 @@ func TestScriptsAreExecutable(t *testing.T) {
 		}
 	}
 }
+
+// TestImagePlatformFollowsTheInstanceType checks the rule aws-up.sh uses to
+// build the image for the nodes' architecture.
+func TestImagePlatformFollowsTheInstanceType(t *testing.T) {
+	cases := map[string]string{
+		"t3.small": "linux/amd64", "t3a.medium": "linux/amd64", "m5zn.large": "linux/amd64",
+		"c6a.large": "linux/amd64", "g4dn.xlarge": "linux/amd64", "i4i.large": "linux/amd64",
+		"t4g.small": "linux/arm64", "m7g.large": "linux/arm64", "c7gn.xlarge": "linux/arm64",
+		"r8g.medium": "linux/arm64", "x2gd.medium": "linux/arm64", "im4gn.large": "linux/arm64",
+		"g5g.xlarge": "linux/arm64", "m6gd.large": "linux/arm64",
+	}
+	for typ, want := range cases {
+		r := run(t, ".", nil, "", "bash", "-c", `source scripts/lib.sh && platform_for_instance_type "$1"`, "test", typ)
+		if got := strings.TrimSpace(r.stdout); r.code != 0 || got != want {
+			t.Errorf("%s: got %q (%s), want %s", typ, got, r, want)
+		}
+	}
+}

@@ -33,17 +33,12 @@ image_tool() {
 }
 
 # image_platform follows the node group's instance type, so that the image
-# always matches the nodes: Graviton families carry a 'g' after the
-# generation digit (t4g, m7g, c7gn, ...).
+# always matches the nodes.
 image_platform() {
 	local type
 	type=$(sed -n 's/^ *instanceType: *\([a-z0-9.-]*\).*/\1/p' "$INFRA/eksctl/cluster.yaml" | head -n 1)
 	[[ -n $type ]] || die "no instanceType in infra/eksctl/cluster.yaml"
-	if [[ $type =~ ^[a-z]+[0-9]+[a-z]*g[a-z]*\. ]]; then
-		echo linux/arm64
-	else
-		echo linux/amd64
-	fi
+	platform_for_instance_type "$type"
 }
 
 default_image_tag() {

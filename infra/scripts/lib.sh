@@ -185,6 +185,17 @@ delete_stack() {
 	fi
 }
 
+# platform_for_instance_type names the image platform an EC2 instance type
+# runs: Graviton families carry a 'g' after the generation digit (t4g, m7g,
+# c7gn, x2gd, im4gn); the others are x86-64.
+platform_for_instance_type() {
+	if [[ $1 =~ ^[a-z]+[0-9]+[a-z]*g[a-z]*\. ]]; then
+		echo linux/arm64
+	else
+		echo linux/amd64
+	fi
+}
+
 # cluster_exists asks eksctl, which also knows clusters it did not create.
 cluster_exists() {
 	eksctl get cluster --name "$CLUSTER" --region "$REGION" >/dev/null 2>&1
