@@ -16,6 +16,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/omikuji/omikuji/internal/fortune"
@@ -386,17 +387,31 @@ func TestAWSFlowAgainstMoto(t *testing.T) {
 			t.Fatal(err)
 		}
 		images := map[string]string{}
+		var lbPorts []int32 // of the Service the scripts wait on and print
 		for _, doc := range strings.Split(string(app), "\n---\n") {
 			var d appsv1.Deployment
 			if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
 				t.Fatal(err)
 			}
-			if d.Kind != "Deployment" {
-				continue
+			switch {
+			case d.Kind == "Deployment" && d.Namespace == "omikuji":
+				for _, c := range d.Spec.Template.Spec.Containers {
+					images[d.Name] = c.Image
+				}
+			case d.Kind == "Service" && d.Namespace == "omikuji" && d.Name == "omikuji":
+				var svc corev1.Service
+				if err := yaml.Unmarshal([]byte(doc), &svc); err != nil {
+					t.Fatal(err)
+				}
+				if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+					for _, p := range svc.Spec.Ports {
+						lbPorts = append(lbPorts, p.Port)
+					}
+				}
 			}
-			for _, c := range d.Spec.Template.Spec.Containers {
-				images[d.Name] = c.Image
-			}
+		}
+		if !slices.Contains(lbPorts, 8080) {
+			t.Errorf("the overlay has no LoadBalancer Service omikuji/omikuji on port 8080, which aws-up waits on and prints (ports %v)", lbPorts)
 		}
 		for _, id := range fortune.IDs() {
 			if images[id] != repoURI+":"+tag {

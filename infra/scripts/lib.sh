@@ -23,7 +23,7 @@ die() {
 	exit 1
 }
 
-# step announces the next named step; on failure the ERR trap names it.
+# step announces the next named step; after a failure, finish names it.
 step() {
 	CURRENT_STEP=$1
 	echo

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Fills infra/eksctl/cluster.yaml's double-underscore placeholders and prints
-# the result.
-# aws-up.sh runs it with the network stack's outputs; the infra tests run it
-# with sample values and validate the result with eksctl's own code.
+# the result. aws-up.sh runs it with the network stack's outputs; the infra
+# tests run it with sample values and validate the result with eksctl's code.
 #
 #   render-cluster-config.sh CLUSTER REGION VPC_ID SUBNET_ID_1 SUBNET_ID_2
 set -euo pipefail
