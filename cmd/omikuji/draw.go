@@ -73,8 +73,10 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	// Ctrl-C stops drawing and reports what was drawn; a second one kills.
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	context.AfterFunc(ctx, stop)
 	bar := newProgressBar(stderr, o.Draws)
 	if bar != nil {
 		o.OnDraw = func() { _ = bar.Add(1) }
