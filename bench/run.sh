@@ -252,8 +252,8 @@ for mode in close keep-alive; do
     echo "### Keep-alive (JSON; omikuji serve --keep-alive)"
   fi
   echo
-  echo "| server | CPU µs/request | × nginx | req/s | × nginx | p99 ms | × nginx | errors |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| server | CPU µs/request | × nginx | × nginx, range over rounds | req/s | × nginx | p99 ms | × nginx | errors |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   ref_cpu=$(median "$mode" nginx 4)
   ref_rps=$(median "$mode" nginx 5)
   ref_p99=$(median "$mode" nginx 6)
@@ -264,8 +264,11 @@ for mode in close keep-alive; do
     errors=$(awk -v m="$mode" -v s="$server" '$1 == m && $2 == s { e += $7 } END { print e + 0 }' "$results")
     name=$server
     [ "$server" = ours ] && name=omikuji
-    awk -v n="$name" -v c="$cpu" -v r="$rps" -v p="$p99" -v rc="$ref_cpu" -v rr="$ref_rps" -v rp="$ref_p99" -v e="$errors" \
-      'BEGIN { printf "| %s | %.1f | %.2f | %.0f | %.2f | %.2f | %.2f | %d |\n", n, c, c / rc, r, r / rr, p, p / rp, e }'
+    # The CPU ratio within each round, where both ran minutes apart at most.
+    range=$(awk -v m="$mode" -v s="$server" '$1 == m && $2 == "nginx" { ref[$3] = $4 } $1 == m && $2 == s { own[$3] = $4 }
+      END { for (r in own) { x = own[r] / ref[r]; if (lo == "" || x < lo) lo = x; if (hi == "" || x > hi) hi = x } printf "%.2f–%.2f", lo, hi }' "$results")
+    awk -v n="$name" -v c="$cpu" -v r="$rps" -v p="$p99" -v rc="$ref_cpu" -v rr="$ref_rps" -v rp="$ref_p99" -v e="$errors" -v g="$range" \
+      'BEGIN { printf "| %s | %.1f | %.2f | %s | %.0f | %.2f | %.2f | %.2f | %d |\n", n, c, c / rc, g, r, r / rr, p, p / rp, e }'
   done
   cpu_ours=$(median "$mode" ours 4)
   cpu_express=$(median "$mode" express 4)
