@@ -512,6 +512,28 @@ func TestAWSFlowAgainstMoto(t *testing.T) {
 		}
 	})
 
+	t.Run("aws-up stops on a stack that is still changing", func(t *testing.T) {
+		f.t = t
+		f.reset()
+		// moto leaves a stack whose creation raised an error in
+		// CREATE_IN_PROGRESS, like a creation still under way.
+		busy := filepath.Join(t.TempDir(), "busy.yaml")
+		if err := os.WriteFile(busy, []byte("Resources:\n  S:\n    Type: AWS::EC2::Subnet\n    Properties:\n      VpcId: vpc-00000000000000000\n      CidrBlock: 10.9.0.0/24\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f.aws("cloudformation", "create-stack", "--stack-name", "omikuji-network", "--template-body", "file://"+busy)
+		if status, _ := f.stackOutputs("omikuji-network"); status != "CREATE_IN_PROGRESS" {
+			t.Fatalf("setup: omikuji-network is %s, want CREATE_IN_PROGRESS", status)
+		}
+		r := f.make("aws-up", f.env())
+		if r.code == 0 || !strings.Contains(r.stderr, "stack omikuji-network is CREATE_IN_PROGRESS; wait until it finishes") {
+			t.Fatalf("want aws-up to stop and ask to wait:\n%s", r)
+		}
+		if calls := f.calls(); len(calls) != 0 {
+			t.Errorf("later steps ran:\n%s", strings.Join(calls, "\n"))
+		}
+	})
+
 	// Each failing stand-in must stop the run in its step, with its message,
 	// before anything of the next step runs.
 	failures := []struct {
