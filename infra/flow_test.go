@@ -96,9 +96,11 @@ func startMoto(t *testing.T) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		cmd.Wait()
+		<-exited
 		log.Close()
 	})
 	endpoint := "http://127.0.0.1:" + port
@@ -110,6 +112,13 @@ func startMoto(t *testing.T) string {
 			if resp.StatusCode == http.StatusOK {
 				return endpoint
 			}
+		}
+		select {
+		case werr := <-exited:
+			exited <- werr // for the cleanup
+			b, _ := os.ReadFile(log.Name())
+			t.Fatalf("moto_server exited before serving on %s (%v):\n%s", endpoint, werr, b)
+		default:
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(log.Name())
