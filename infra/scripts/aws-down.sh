@@ -25,8 +25,8 @@ if cluster_exists; then
 	kubectl delete namespace "$NAMESPACE" --ignore-not-found --wait --timeout 10m
 
 	step cluster "delete EKS cluster $CLUSTER (about 10 minutes)"
-	# No eviction: the whole cluster goes, so draining nodes (which a
-	# PodDisruptionBudget could block) buys nothing.
+	# Pods are deleted, not evicted: the whole cluster goes, so honouring
+	# PodDisruptionBudgets (which could stall the drain) buys nothing.
 	eksctl delete cluster --name "$CLUSTER" --region "$REGION" --disable-nodegroup-eviction --wait
 else
 	step cluster "no cluster $CLUSTER in $REGION; nothing to delete there"
