@@ -1,6 +1,7 @@
 package infra
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -117,6 +118,15 @@ func TestClusterConfigPassesEksctlValidation(t *testing.T) {
 	var addons []string
 	for _, a := range cfg.Addons {
 		addons = append(addons, a.Name)
+		// Without this the VPC CNI ignores deploy/'s NetworkPolicy.
+		if a.Name == "vpc-cni" {
+			var values struct {
+				EnableNetworkPolicy string `json:"enableNetworkPolicy"`
+			}
+			if err := json.Unmarshal([]byte(a.ConfigurationValues), &values); err != nil || values.EnableNetworkPolicy != "true" {
+				t.Errorf("vpc-cni configurationValues %q: want enableNetworkPolicy \"true\" so the NetworkPolicy is enforced (%v)", a.ConfigurationValues, err)
+			}
+		}
 	}
 	for _, want := range []string{"vpc-cni", "coredns", "kube-proxy", api.PodIdentityAgentAddon} {
 		if !slices.Contains(addons, want) {
