@@ -137,7 +137,7 @@ func TestMain(m *testing.M) {
 // the environment, stopped by SIGTERM. Readiness fails during the drain,
 // draws still work, and the process exits 0.
 func TestServeProcess(t *testing.T) {
-	cmd := exec.Command(omikujiBinary(t), "serve", "--addr", "127.0.0.1:0", "--drain", "1s")
+	cmd := exec.Command(omikujiBinary(t), "serve", "--addr", "127.0.0.1:0", "--drain", "2s")
 	cmd.Env = append(os.Environ(), "OMIKUJI_FORTUNE=middle-fortune")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

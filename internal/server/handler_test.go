@@ -1,6 +1,9 @@
 package server
 
 import (
+	"bytes"
+	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -112,4 +115,48 @@ func BenchmarkDrawText(b *testing.B)        { benchmarkDraw(b, "", "text/plain")
 func BenchmarkDrawFormatQuery(b *testing.B) { benchmarkDraw(b, "format=json", "") }
 func BenchmarkDrawBrowser(b *testing.B) {
 	benchmarkDraw(b, "", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7")
+}
+
+// BenchmarkDrawNewConnection is a whole draw as a kube-proxy'd client makes
+// it: dial, request, response, close, over loopback. Most of its cost is the
+// kernel and net/http; compare it with BenchmarkDrawCurl for the handler's
+// share.
+func BenchmarkDrawNewConnection(b *testing.B) {
+	s := newServer("small-fortune", false)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, ln, 0) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}()
+	addr := ln.Addr().String()
+	request := []byte("GET / HTTP/1.1\r\nHost: omikuji\r\nAccept: */*\r\n\r\n")
+	buf := make([]byte, 8<<10)
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Write(request); err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		for err == nil {
+			var m int
+			m, err = c.Read(buf[n:])
+			n += m
+		}
+		c.Close()
+		if !bytes.HasPrefix(buf[:n], []byte("HTTP/1.1 200 OK")) {
+			b.Fatalf("response %q", buf[:n])
+		}
+	}
 }

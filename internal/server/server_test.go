@@ -401,7 +401,7 @@ func TestMetricsCountDraws(t *testing.T) {
 // held inside the handler by a wrapper, the only way to make a pre-rendered
 // draw slow.
 func TestShutdownSequence(t *testing.T) {
-	const drain = 500 * time.Millisecond
+	const drain = 2 * time.Second // ample time to check readiness and draws before the listener closes
 	s := newServer("great-fortune", false)
 	entered, release := make(chan struct{}), make(chan struct{})
 	srv := s.HTTPServer()
