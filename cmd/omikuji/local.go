@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -36,6 +37,10 @@ func runLocal(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "omikuji local: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if _, _, err := net.SplitHostPort(*addr); err != nil {
+		fmt.Fprintf(stderr, "omikuji local: --addr %q: want host:port\n", *addr)
 		return 2
 	}
 	counts, err := fortune.ParseCounts(*replicas)

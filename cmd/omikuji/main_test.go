@@ -64,6 +64,7 @@ func TestServeUsageErrors(t *testing.T) {
 		{nil, []string{"--fortune", "misfortune", "--log-level", "loud"}, `log level "loud"`},
 		{nil, []string{"--fortune", "misfortune", "extra"}, `unexpected argument "extra"`},
 		{nil, []string{"--colour", "red"}, "flag provided but not defined"},
+		{map[string]string{"OMIKUJI_ADDR": "8081"}, []string{"--fortune", "misfortune"}, `--addr "8081": want host:port`},
 	} {
 		for k, v := range tc.env {
 			os.Setenv(k, v)
@@ -89,6 +90,7 @@ func TestLocalUsageErrors(t *testing.T) {
 		{[]string{"--replicas", "small-fortune=101"}, "at most 100"},
 		{[]string{"--balancer", "least-conn"}, `unknown balancer "least-conn"; want random or round-robin`},
 		{[]string{"now"}, `unexpected argument "now"`},
+		{[]string{"--addr", "localhost"}, `--addr "localhost": want host:port`},
 	} {
 		code, stdout, stderr := runCmd(append([]string{"local", "--addr", "127.0.0.1:0"}, tc.args...)...)
 		if code != 2 || !strings.Contains(stderr, tc.want) || stdout != "" {

@@ -55,6 +55,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "omikuji serve: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	if _, _, err := net.SplitHostPort(*addr); err != nil {
+		fmt.Fprintf(stderr, "omikuji serve: --addr %q: want host:port or :port\n", *addr)
+		return 2
+	}
 	f, err := fortune.Lookup(*id)
 	if err != nil {
 		fmt.Fprintf(stderr, "omikuji serve: --fortune: %v\n", err)
