@@ -77,7 +77,7 @@ func TestOdds(t *testing.T) {
 	}
 	work := t.TempDir()
 	var binDir string
-	rep.phase(t, "build upstream Kubernetes (cached)", func() error {
+	rep.phase(t, "upstream Kubernetes binaries (build or cache)", func() error {
 		binDir, err = cluster.Build(ctx, cluster.BuildOptions{
 			UpstreamDir: filepath.Join(repo, "test", "e2e", "upstream"),
 			CacheRoot:   os.Getenv("OMIKUJI_E2E_CACHE"), // empty: /var/cache/omikuji-e2e

@@ -47,11 +47,13 @@ type Options struct {
 
 // Cluster is a running cluster. Its exported fields are its state file.
 type Cluster struct {
-	Dir       string `json:"dir"`
-	BinDir    string `json:"binDir"`
-	ProxyMode string `json:"proxyMode"`
-	EtcdPort  int    `json:"etcdPort"`
-	Procs     []*Proc
+	Dir       string  `json:"dir"`
+	BinDir    string  `json:"binDir"`
+	ProxyMode string  `json:"proxyMode"`
+	EtcdPort  int     `json:"etcdPort"`
+	Procs     []*Proc `json:"procs"`
+	// Owner is the process that called Up.
+	Owner *Proc `json:"owner"`
 	// Host-wide changes, recorded before they are made.
 	Sysctls     map[string]string `json:"sysctls"`
 	AddedNodeIP bool              `json:"addedNodeIP"`
@@ -86,8 +88,8 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := Preflight(ctx, opts.BinDir); err != nil {
 		return nil, err
 	}
-	if err := DownStale(opts.Log); err != nil {
-		return nil, fmt.Errorf("a previous cluster is still up and could not be removed: %w", err)
+	if err := DownStale(opts.Log, false); err != nil {
+		return nil, fmt.Errorf("another cluster is up: %w", err)
 	}
 	if err := checkClean(ctx); err != nil {
 		return nil, err
@@ -102,6 +104,9 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return nil, err
 	}
 	c = &Cluster{Dir: dir, BinDir: opts.BinDir, ProxyMode: opts.ProxyMode, log: opts.Log, Sysctls: readSysctls()}
+	if start, err := procStart(os.Getpid()); err == nil {
+		c.Owner = &Proc{Name: "owner", PID: os.Getpid(), Start: start}
+	}
 	if c.log == nil {
 		c.log = io.Discard
 	}
@@ -709,8 +714,11 @@ func (c *Cluster) SaveLogs() (string, error) {
 	return dir, nil
 }
 
-// DownStale removes a cluster a crashed run left behind, if any.
-func DownStale(log io.Writer) error {
+// DownStale removes the cluster that is up, if any. Unless force is set,
+// it refuses while the process that brought the cluster up is still running
+// (another test run on this machine); a cluster whose owner is gone — a
+// crashed run, or `cluster up`, which returns at once — is removed.
+func DownStale(log io.Writer, force bool) error {
 	b, err := os.ReadFile(pointer)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -719,6 +727,9 @@ func DownStale(log io.Writer) error {
 		return err
 	}
 	dir := strings.TrimSpace(string(b))
+	if c, err := load(dir, nil); err == nil && !force && c.Owner != nil && c.Owner.alive() {
+		return fmt.Errorf("the cluster in %s is in use by pid %d; wait for it, or remove it with: go run ./cmd/cluster down", dir, c.Owner.PID)
+	}
 	if log != nil {
 		fmt.Fprintf(log, "cluster: removing the cluster left in %s\n", dir)
 	}

@@ -32,7 +32,7 @@ func main() {
 		if len(os.Args) != 2 {
 			usage()
 		}
-		err = cluster.DownStale(os.Stdout)
+		err = cluster.DownStale(os.Stdout, true)
 	case "mode":
 		if len(os.Args) != 3 {
 			usage()
