@@ -74,6 +74,9 @@ const MaxDraws = 1_000_000
 // maxBody bounds how much of an answer is read.
 const maxBody = 64 << 10
 
+// maxPodName is the longest name Kubernetes gives an object.
+const maxPodName = 253
+
 // Validate reports the first problem with o, before anything is drawn.
 func (o Options) Validate() error {
 	if _, err := ParseURL(o.URL); err != nil {
@@ -240,6 +243,11 @@ func drawOnce(ctx context.Context, client *http.Client, target string) Outcome {
 	f, err := fortune.Lookup(a.Fortune)
 	if err != nil {
 		return Outcome{Failure: FailUnknown, Err: err.Error()}
+	}
+	// Kubernetes names are at most 253 bytes; a longer one is no pod's, and
+	// a million of them would not fit in memory.
+	if len(a.Pod) > maxPodName {
+		return Outcome{Failure: FailBadBody, Err: fmt.Sprintf("pod name longer than %d bytes", maxPodName)}
 	}
 	return Outcome{Fortune: f.ID, Pod: a.Pod} // the catalogue's string: a million draws share it
 }

@@ -143,6 +143,9 @@ func TestDrawClassifiesFailures(t *testing.T) {
 	mux.HandleFunc("/huge", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"fortune":"misfortune","pod":%q}`, strings.Repeat("x", maxBody))
 	})
+	mux.HandleFunc("/longpod", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"fortune":"misfortune","pod":%q}`, strings.Repeat("p", maxPodName+1))
+	})
 	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/elsewhere", http.StatusFound) })
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -160,6 +163,7 @@ func TestDrawClassifiesFailures(t *testing.T) {
 		srv.URL + "/html":     FailBadBody,
 		srv.URL + "/unknown":  FailUnknown,
 		srv.URL + "/huge":     FailBadBody,
+		srv.URL + "/longpod":  FailBadBody,
 		srv.URL + "/redirect": "http_status_302",
 		srv.URL + "/slow":     FailTimeout,
 		refused:               FailRefused,
