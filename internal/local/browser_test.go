@@ -85,28 +85,51 @@ func reloadAndRead(t *testing.T, ctx context.Context, url string, n int) (fortun
 		if i > 0 {
 			// Mark the old document, reload, and wait for a document
 			// without the mark: the text read next is the new page's.
-			_, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.omikujiOld = true`))
+			err := retryStaleContext(ctx, chromedp.Evaluate[bool](`window.omikujiOld = true`))
 			if err == nil {
 				err = chromedp.Do(ctx, chromedp.Reload())
 			}
 			if err == nil {
-				_, err = chromedp.Run(ctx, chromedp.Poll[bool](`!window.omikujiOld && document.readyState === "complete"`, chromedp.WithPollingTimeout(30*time.Second)))
+				err = retryStaleContext(ctx, chromedp.Poll[bool](`!window.omikujiOld && document.readyState === "complete"`, chromedp.WithPollingTimeout(30*time.Second)))
 			}
 			if err != nil {
 				t.Fatalf("reload %d: %v", i, err)
 			}
 		}
-		fortune, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`p.fortune`)))
-		if err != nil {
-			t.Fatalf("load %d: %v", i, err)
+		var fortune, pod string
+		err := retryStaleContext(ctx, chromedp.Text(chromedp.CSS(`p.fortune`)), &fortune)
+		if err == nil {
+			err = retryStaleContext(ctx, chromedp.Text(chromedp.CSS(`.pod code`)), &pod)
 		}
-		pod, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`.pod code`)))
 		if err != nil {
 			t.Fatalf("load %d: %v", i, err)
 		}
 		fortunes, pods = append(fortunes, fortune), append(pods, pod)
 	}
 	return fortunes, pods
+}
+
+// retryStaleContext runs a query, retrying while Chromium answers that the
+// JavaScript context it was sent to is gone: right after a reload, chromedp
+// can still address the old document's context for a moment. Nothing is
+// drawn again by a retry; only the read is repeated.
+func retryStaleContext[T any](ctx context.Context, query chromedp.Action[T], out ...*T) error {
+	var err error
+	for range 20 {
+		var v T
+		v, err = chromedp.Run(ctx, query)
+		if err == nil {
+			if len(out) > 0 {
+				*out[0] = v
+			}
+			return nil
+		}
+		if !strings.Contains(err.Error(), "Cannot find context with specified id") {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return err
 }
 
 func distinct(xs []string) map[string]int {
