@@ -30,11 +30,12 @@ var offers = [numFormats]struct{ typ, sub string }{
 // maxReflected bounds how much of an unknown format value an error repeats.
 const maxReflected = 32
 
-// chooseFormat picks the response format: ?format= wins over Accept. It
-// returns 200 or an error status and a message safe to send as text.
-func chooseFormat(r *http.Request) (format, int, string) {
-	if r.URL.RawQuery != "" {
-		value, present, ok := formatParam(r.URL.RawQuery)
+// chooseFormat picks the response format from a raw query and the Accept
+// header lines: ?format= wins over Accept. It returns 200 or an error status
+// and a message safe to send as text.
+func chooseFormat(rawQuery string, accept []string) (format, int, string) {
+	if rawQuery != "" {
+		value, present, ok := formatParam(rawQuery)
 		if !ok {
 			return 0, http.StatusBadRequest, "malformed format parameter; want ?format=html, json or text\n"
 		}
@@ -52,7 +53,7 @@ func chooseFormat(r *http.Request) (format, int, string) {
 			return 0, http.StatusBadRequest, "unknown format " + strconv.Quote(shown) + "; want ?format=html, json or text\n"
 		}
 	}
-	f, ok := negotiate(r.Header["Accept"])
+	f, ok := negotiate(accept)
 	if !ok {
 		return 0, http.StatusNotAcceptable, "none of text/html, application/json or text/plain is acceptable; try ?format=html, json or text\n"
 	}

@@ -3,15 +3,15 @@
 // Prometheus metrics, and shuts down in the order Kubernetes needs.
 //
 // Every draw response is rendered once, in New; a draw costs a path switch,
-// an Accept scan, a few header map writes, one Write and an atomic add.
+// an Accept scan, a few header writes, one write and an atomic add. Two
+// engines write the same answers: net/http (Handler, HTTPServer) and
+// fasthttp (FastServer, used by Run), which costs less CPU per connection.
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"html/template"
 	"log/slog"
 	"net"
 	"net/http"
@@ -80,10 +80,11 @@ type Server struct {
 
 // A page is a pre-rendered draw response in one format.
 type page struct {
-	body          []byte
-	contentType   []string
-	contentLength []string
-	security      []string // Content-Security-Policy, HTML only
+	body             []byte
+	contentType      []string
+	contentTypeBytes []byte // the same, for the fast engine
+	contentLength    []string
+	security         []string // Content-Security-Policy, HTML only
 }
 
 // Header values shared by every response. net/http only reads them, so one
@@ -136,44 +137,83 @@ func New(cfg Config) *Server {
 
 func newPage(contentType string, body []byte) page {
 	return page{
-		body:          body,
-		contentType:   []string{contentType},
-		contentLength: []string{strconv.Itoa(len(body))},
+		body:             body,
+		contentType:      []string{contentType},
+		contentTypeBytes: []byte(contentType),
+		contentLength:    []string{strconv.Itoa(len(body))},
 	}
 }
 
-// Handler serves every route: the draw at "/", the probes and the metrics.
+// Handler serves every route (the draw at "/", the probes and the metrics)
+// with net/http. Run serves the same answers with the fast engine
+// (fast.go); both write what decide chose.
 func (s *Server) Handler() http.Handler { return s }
 
-// ServeHTTP routes on the exact path; there are only four.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case "/":
-		s.serveDraw(w, r)
-	case HealthPath:
-		s.serveProbe(w, r, true)
-	case ReadyPath:
-		s.serveProbe(w, r, !s.draining.Load())
-	case MetricsPath:
-		if allowed(w, r) {
-			s.metrics.ServeHTTP(w, r)
-		}
-	default:
-		plainError(w, http.StatusNotFound, "404 page not found\n")
-	}
+// An answer is what the server sends for a request, whichever engine
+// writes it: a pre-rendered page, a short fixed text, or the metrics.
+type answer struct {
+	status  int
+	page    *page  // a draw (status 200); nil otherwise
+	format  format // the page's format
+	text    string // the plain-text body when page is nil; never unescaped input
+	allow   bool   // a 405: tell the client which methods exist
+	metrics bool   // hand the request to the Prometheus handler
 }
 
-func (s *Server) serveDraw(w http.ResponseWriter, r *http.Request) {
-	if !allowed(w, r) {
-		return
+// Plain-text answers that never change.
+const (
+	msgNotFound  = "404 page not found\n"
+	msgMethod    = "method not allowed; use GET or HEAD\n"
+	msgOK        = "ok\n"
+	msgDraining  = "shutting down\n"
+	msgMalformed = "malformed request\n"
+)
+
+// decide routes on the exact (decoded) path; there are only four. method is
+// as sent, rawQuery without "?", accept every Accept header line.
+func (s *Server) decide(method, path, rawQuery string, accept []string) answer {
+	switch path {
+	case "/", HealthPath, ReadyPath, MetricsPath:
+	default:
+		return answer{status: http.StatusNotFound, text: msgNotFound}
 	}
-	f, status, msg := chooseFormat(r)
+	if method != http.MethodGet && method != http.MethodHead {
+		return answer{status: http.StatusMethodNotAllowed, text: msgMethod, allow: true}
+	}
+	switch path {
+	case HealthPath:
+		return answer{status: http.StatusOK, text: msgOK}
+	case ReadyPath:
+		if s.draining.Load() {
+			return answer{status: http.StatusServiceUnavailable, text: msgDraining}
+		}
+		return answer{status: http.StatusOK, text: msgOK}
+	case MetricsPath:
+		return answer{metrics: true}
+	}
+	f, status, msg := chooseFormat(rawQuery, accept)
 	if status != http.StatusOK {
-		plainError(w, status, msg)
+		return answer{status: status, text: msg}
+	}
+	return answer{status: http.StatusOK, page: &s.pages[f], format: f}
+}
+
+// ServeHTTP writes decide's answer with net/http.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a := s.decide(r.Method, r.URL.Path, r.URL.RawQuery, r.Header["Accept"])
+	if a.metrics {
+		s.metrics.ServeHTTP(w, r)
 		return
 	}
-	p := &s.pages[f]
 	h := w.Header()
+	if a.page == nil {
+		if a.allow {
+			h["Allow"] = valAllow
+		}
+		plainError(w, a.status, a.text)
+		return
+	}
+	p := a.page
 	h["Content-Type"] = p.contentType
 	h["Content-Length"] = p.contentLength
 	h["Cache-Control"] = valNoStore
@@ -193,30 +233,15 @@ func (s *Server) serveDraw(w http.ResponseWriter, r *http.Request) {
 		w.Write(p.body)
 		s.draws.Inc()
 	}
-	if s.log.Enabled(r.Context(), slog.LevelDebug) {
-		s.log.Debug("draw", "fortune", s.cfg.Fortune.ID, "format", formatNames[f], "method", r.Method, "remote", r.RemoteAddr)
-	}
+	s.logDraw(r.Context(), a.format, r.Method, r.RemoteAddr)
 }
 
-func (s *Server) serveProbe(w http.ResponseWriter, r *http.Request, ok bool) {
-	if !allowed(w, r) {
-		return
+// logDraw logs a draw at debug level; at the default level it costs one
+// Enabled call.
+func (s *Server) logDraw(ctx context.Context, f format, method, remote string) {
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug("draw", "fortune", s.cfg.Fortune.ID, "format", formatNames[f], "method", method, "remote", remote)
 	}
-	if ok {
-		plainError(w, http.StatusOK, "ok\n")
-	} else {
-		plainError(w, http.StatusServiceUnavailable, "shutting down\n")
-	}
-}
-
-// allowed answers 405 with Allow for anything but GET and HEAD.
-func allowed(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		return true
-	}
-	w.Header()["Allow"] = valAllow
-	plainError(w, http.StatusMethodNotAllowed, "method not allowed; use GET or HEAD\n")
-	return false
 }
 
 // plainError writes a short fixed text. Callers never pass request input
@@ -248,29 +273,44 @@ func (s *Server) HTTPServer() *http.Server {
 	}
 }
 
-// Run serves on ln until ctx is done, then shuts down the way a pod should:
-// readiness fails at once, the server keeps serving for drain (so that
-// endpoints are removed before the listener closes), then Shutdown waits up
-// to the shutdown timeout for in-flight requests. A clean stop returns nil.
+// Run serves on ln with the fast engine (FastServer) until ctx is done,
+// then shuts down the way a pod should: readiness fails at once, the server
+// keeps serving for drain (so that endpoints are removed before the
+// listener closes), then waits up to the shutdown timeout for in-flight
+// requests. A clean stop returns nil.
 func (s *Server) Run(ctx context.Context, ln net.Listener, drain time.Duration) error {
-	return s.run(ctx, s.HTTPServer(), ln, drain)
+	return s.run(ctx, &fastEngine{Server: s.FastServer()}, ln, drain)
 }
 
-func (s *Server) run(ctx context.Context, srv *http.Server, ln net.Listener, drain time.Duration) error {
+// An engine is an HTTP server implementation: *http.Server or *fastEngine.
+type engine interface {
+	Serve(net.Listener) error
+	// Shutdown closes the listener and waits for open connections to
+	// finish their requests, or for ctx.
+	Shutdown(context.Context) error
+}
+
+func (s *Server) run(ctx context.Context, srv engine, ln net.Listener, drain time.Duration) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	s.log.Info("serving", "fortune", s.cfg.Fortune.ID, "pod", s.cfg.Pod, "addr", ln.Addr().String(), "keep_alive", s.cfg.KeepAlive)
 
 	select {
 	case err := <-served:
+		if err == nil {
+			err = errors.New("server stopped serving by itself")
+		}
 		return err // Serve failed on its own; nothing to drain
 	case <-ctx.Done():
 	}
 
-	s.BeginShutdown()
 	// Persistent connections would keep landing on this pod; from now on
-	// each one closes after its next response.
-	srv.SetKeepAlivesEnabled(false)
+	// each one closes after its next response (the fast engine checks
+	// draining itself).
+	s.BeginShutdown()
+	if hs, ok := srv.(*http.Server); ok {
+		hs.SetKeepAlivesEnabled(false)
+	}
 	s.log.Info("shutdown begun; readiness fails while draining", "drain", drain.String())
 	if drain > 0 {
 		time.Sleep(drain)
@@ -278,7 +318,8 @@ func (s *Server) run(ctx context.Context, srv *http.Server, ln net.Listener, dra
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(shutdownCtx)
-	if serveErr := <-served; !errors.Is(serveErr, http.ErrServerClosed) && err == nil {
+	// net/http's Serve returns ErrServerClosed once Shutdown began, fasthttp's nil.
+	if serveErr := <-served; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && err == nil {
 		err = serveErr
 	}
 	if err != nil {
@@ -291,21 +332,41 @@ func (s *Server) run(ctx context.Context, srv *http.Server, ln net.Listener, dra
 
 // Rendering, once per server.
 
-var slip = template.Must(template.New("slip").Parse(slipHTML))
-
-type view struct {
-	fortune.Fortune
-	Pod string
-	Ill bool // 凶: the slip is inked differently
+// slipFields fills slipHTML's placeholders. They are html/template actions,
+// and TestSlipMatchesHTMLTemplate holds this rendering to html/template's
+// output byte for byte; the binary does not use html/template because its
+// reflective method calls stop the linker from dropping unused methods,
+// which costs megabytes (see docs/benchmarks.md).
+func slipFields(cfg Config) *strings.Replacer {
+	f := cfg.Fortune
+	ill := "" // 凶: the slip is inked differently
+	if f.ID == "misfortune" {
+		ill = " ill"
+	}
+	return strings.NewReplacer(
+		"{{.Label}}", escapeText(f.Label),
+		"{{.Gloss}}", escapeText(f.Gloss),
+		"{{.Reading}}", escapeText(f.Reading),
+		"{{.ID}}", escapeText(f.ID),
+		"{{.Pod}}", escapeText(cfg.Pod),
+		"{{if .Ill}} ill{{end}}", ill,
+	)
 }
 
+// escapeText escapes a value for HTML text exactly as html/template does
+// there.
+var escapeText = strings.NewReplacer(
+	"\x00", "\uFFFD",
+	`"`, "&#34;",
+	"&", "&amp;",
+	"'", "&#39;",
+	"+", "&#43;",
+	"<", "&lt;",
+	">", "&gt;",
+).Replace
+
 func renderHTML(cfg Config) []byte {
-	var b bytes.Buffer
-	v := view{Fortune: cfg.Fortune, Pod: cfg.Pod, Ill: cfg.Fortune.ID == "misfortune"}
-	if err := slip.Execute(&b, v); err != nil {
-		panic(err) // the template and its data are ours; this is a bug
-	}
-	return b.Bytes()
+	return []byte(slipFields(cfg).Replace(slipHTML))
 }
 
 // drawJSON is the JSON body of a draw; the audit client parses it.
