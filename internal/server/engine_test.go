@@ -293,17 +293,7 @@ func TestShutdownSequenceBothEngines(t *testing.T) {
 				t.Errorf("pooled connection during drain: %d responses, want at most 1, with Connection: close:\n%s", n, out)
 			}
 
-			for {
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					break
-				}
-				c.Close()
-				if time.Now().After(deadline) {
-					t.Fatal("listener still open")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			waitListenerClosed(t, addr, deadline)
 			select {
 			case err := <-stopped:
 				t.Fatalf("run returned (%v) with a request in flight", err)
@@ -408,44 +398,10 @@ func TestFastSlowlorisIsCut(t *testing.T) {
 	}
 }
 
-// BenchmarkDrawNewConnectionNetHTTP is BenchmarkDrawNewConnection (which
-// goes through Run, hence fasthttp) with the net/http engine, for the ratio.
+// BenchmarkDrawNewConnectionNetHTTP is BenchmarkDrawNewConnection with the
+// net/http engine, for the ratio.
 func BenchmarkDrawNewConnectionNetHTTP(b *testing.B) {
-	s := newServer("small-fortune", false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.run(ctx, s.HTTPServer(), ln, 0) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
-	addr := ln.Addr().String()
-	request := []byte("GET / HTTP/1.1\r\nHost: omikuji\r\nAccept: */*\r\n\r\n")
-	buf := make([]byte, 8<<10)
-	b.ReportAllocs()
-	for b.Loop() {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := c.Write(request); err != nil {
-			b.Fatal(err)
-		}
-		n := 0
-		for err == nil {
-			var m int
-			m, err = c.Read(buf[n:])
-			n += m
-		}
-		c.Close()
-		if !bytes.HasPrefix(buf[:n], []byte("HTTP/1.1 200 OK")) {
-			b.Fatalf("response %q", buf[:n])
-		}
-	}
+	benchmarkDrawNewConnection(b, func(s *Server, ctx context.Context, ln net.Listener) error {
+		return s.run(ctx, s.HTTPServer(), ln, 0)
+	})
 }

@@ -118,10 +118,16 @@ func BenchmarkDrawBrowser(b *testing.B) {
 }
 
 // BenchmarkDrawNewConnection is a whole draw as a kube-proxy'd client makes
-// it: dial, request, response, close, over loopback. Most of its cost is the
-// kernel and net/http; compare it with BenchmarkDrawCurl for the handler's
-// share.
+// it: dial, request, response, close, over loopback, through Run (the fast
+// engine). Most of its cost is the kernel; compare it with BenchmarkDrawCurl
+// for the handler's share.
 func BenchmarkDrawNewConnection(b *testing.B) {
+	benchmarkDrawNewConnection(b, func(s *Server, ctx context.Context, ln net.Listener) error { return s.Run(ctx, ln, 0) })
+}
+
+// benchmarkDrawNewConnection serves one fortune with run and times whole
+// new-connection draws against it.
+func benchmarkDrawNewConnection(b *testing.B, run func(s *Server, ctx context.Context, ln net.Listener) error) {
 	s := newServer("small-fortune", false)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -129,7 +135,7 @@ func BenchmarkDrawNewConnection(b *testing.B) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, ln, 0) }()
+	go func() { done <- run(s, ctx, ln) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -461,17 +461,7 @@ func TestShutdownSequence(t *testing.T) {
 	}
 
 	// After the drain the listener closes while the held request waits.
-	for {
-		c, err := net.Dial("tcp", r.addr)
-		if err != nil {
-			break
-		}
-		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("listener still open")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitListenerClosed(t, r.addr, deadline)
 	select {
 	case err := <-stopped:
 		t.Fatalf("Run returned (%v) with a request in flight", err)
@@ -484,6 +474,22 @@ func TestShutdownSequence(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Errorf("Run returned %v, want nil", err)
+	}
+}
+
+// waitListenerClosed waits until nothing accepts connections on addr.
+func waitListenerClosed(t *testing.T, addr string, deadline time.Time) {
+	t.Helper()
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("listener still open")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
