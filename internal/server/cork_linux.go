@@ -11,11 +11,11 @@ import (
 // connections that close after this response; Linux flushes corked data
 // after 200 ms at the latest anyway.
 func corkUntilClose(c net.Conn) {
-	tc, ok := c.(*net.TCPConn)
+	sc, ok := c.(syscall.Conn) // *net.TCPConn or *rawConn
 	if !ok {
 		return
 	}
-	rc, err := tc.SyscallConn()
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return
 	}

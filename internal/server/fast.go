@@ -59,6 +59,7 @@ type fastEngine struct {
 }
 
 func (e *fastEngine) Serve(ln net.Listener) error {
+	ln = rawListen(ln) // accept without net's per-socket work (rawconn_linux.go)
 	e.mu.Lock()
 	e.ln = ln
 	stopped := e.stopped
