@@ -42,6 +42,26 @@ func promoted(c net.Conn) (isRaw, isPromoted bool) {
 type pathRecorder struct {
 	mu    sync.Mutex
 	paths []string
+	conn  net.Conn // the last connection accepted
+}
+
+// waitPromoted waits until the last connection accepted has left the raw
+// path, that is, until the server waits for it on the poller.
+func (p *pathRecorder) waitPromoted(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.mu.Lock()
+		c := p.conn
+		p.mu.Unlock()
+		if _, ok := promoted(c); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server never waited for the connection")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func (p *pathRecorder) take() []string {
@@ -61,6 +81,13 @@ func startRecorded(t *testing.T, s *Server, readTimeout time.Duration) (string, 
 		srv.ReadTimeout = readTimeout
 	}
 	rec := &pathRecorder{}
+	srv.ConnState = func(c net.Conn, state fasthttp.ConnState) {
+		if state == fasthttp.StateNew {
+			rec.mu.Lock()
+			rec.conn = c
+			rec.mu.Unlock()
+		}
+	}
 	inner := srv.Handler
 	srv.Handler = func(ctx *fasthttp.RequestCtx) {
 		path := "not raw"
@@ -268,7 +295,7 @@ func TestRawRequestInTwoPieces(t *testing.T) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	io.WriteString(c, "GET /?format=json HTTP/1.1\r\nHo")
-	time.Sleep(100 * time.Millisecond)
+	rec.waitPromoted(t)
 	io.WriteString(c, "st: x\r\nConnection: close\r\n\r\n")
 	out, err := io.ReadAll(c)
 	if err != nil || !strings.HasPrefix(string(out), "HTTP/1.1 200 OK\r\n") || !strings.Contains(string(out), `"fortune":"great-fortune"`) {
@@ -332,7 +359,7 @@ func TestRawKeepAliveAndPipelining(t *testing.T) {
 		if resp.StatusCode != 200 || resp.Close || !strings.Contains(string(body), "中吉") {
 			t.Fatalf("request %d: %d close=%v %q", i, resp.StatusCode, resp.Close, body)
 		}
-		time.Sleep(20 * time.Millisecond) // the server's next read finds nothing
+		rec.waitPromoted(t) // the server's next read found nothing
 	}
 	io.WriteString(c, strings.Repeat(keepAlive, 4)+drawRequest)
 	for i := range 5 {
@@ -436,10 +463,15 @@ func TestRawCloseDuringBlockedRead(t *testing.T) {
 		_, err := sc.Read(make([]byte, 10))
 		read <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
-	if _, p := promoted(sc); !p {
-		t.Error("a read with nothing to read did not promote")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, p := promoted(sc); p {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a read with nothing to read did not promote")
+		}
 	}
+	time.Sleep(20 * time.Millisecond) // most likely blocked on the poller now
 	if err := sc.Close(); err != nil {
 		t.Fatal(err)
 	}
