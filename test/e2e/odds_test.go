@@ -395,7 +395,7 @@ func (e *env) checkNoDrawLost(ctx context.Context, t *testing.T, mode string) {
 	draws := s.wait()
 	failed, when := failures(draws)
 	e.report.Streams = append(e.report.Streams, streamReport{
-		Mode: mode, Draws: len(draws), Failed: failed,
+		Mode: mode, Draws: len(draws), Failed: failed, Failures: when, Timeline: strings.Join(events, "; "),
 		DuringDelete: deleteDraws, DeleteSeconds: deleteTime.Seconds(),
 		DuringRestart: restartDraws, RestartSeconds: restartTime.Seconds(),
 	})
@@ -404,7 +404,7 @@ func (e *env) checkNoDrawLost(ctx context.Context, t *testing.T, mode string) {
 	t.Logf("%d draws in the stream: %d while a pod was deleted (%.1f s), %d during rollout restart of %d Deployments (%.1f s); %d failed, %d took over 1 s",
 		len(draws), deleteDraws, deleteTime.Seconds(), restartDraws, len(deployments), restartTime.Seconds(), failed, slowDraws)
 	if failed != 0 {
-		t.Errorf("%d of %d draws failed %s\ntimeline: %s", failed, len(draws), when, strings.Join(events, "; "))
+		t.Errorf("%d of %d draws failed: %s\ntimeline: %s", failed, len(draws), when, strings.Join(events, "; "))
 	}
 	if deleteDraws < 100 || restartDraws < 100 {
 		t.Errorf("too few draws to show anything: %d during the delete, %d during the restart", deleteDraws, restartDraws)

@@ -39,7 +39,9 @@ type drawReport struct {
 type streamReport struct {
 	Mode           string
 	Draws, Failed  int
-	Slow           int // answered, but after more than a second
+	Slow           int    // answered, but after more than a second
+	Failures       string // each failed draw: when, how long, its error
+	Timeline       string // what the cluster was doing, since the stream began
 	DuringDelete   int64
 	DeleteSeconds  float64
 	DuringRestart  int64
@@ -99,6 +101,13 @@ func (r *runReport) write(t *testing.T) {
 	for _, s := range r.Streams {
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d in %.1f s | %d in %.1f s |\n",
 			s.Mode, s.Draws, s.Failed, s.Slow, s.DuringDelete, s.DeleteSeconds, s.DuringRestart, s.RestartSeconds)
+	}
+	// The last lines of a CI log are often all that is kept: say here what
+	// failed and when, against what the cluster was doing.
+	for _, s := range r.Streams {
+		if s.Failed > 0 {
+			fmt.Fprintf(&b, "\n%s stream, failed draws: %s\n%s stream, timeline: %s\n", s.Mode, s.Failures, s.Mode, s.Timeline)
+		}
 	}
 	fmt.Fprint(os.Stderr, b.String())
 	if path := os.Getenv("E2E_REPORT"); path != "" {

@@ -56,30 +56,26 @@ func (s *stream) wait() []streamDraw {
 	return s.draws
 }
 
-// failures summarises the failed draws: how many, of which kinds, and when.
+// failures describes the failed draws: how many, and each of the first few
+// with when it began, how long it took and its error, so that a report
+// alone tells a lost draw's kind and moment.
 func failures(draws []streamDraw) (int, string) {
+	const listed = 5
 	var n int
-	kinds := map[string]int{}
-	var first, last time.Duration
+	var each []string
 	for _, d := range draws {
 		if d.err == nil {
 			continue
 		}
-		if n == 0 {
-			first = d.at
-		}
 		n++
-		last = d.at
-		msg := d.err.Error()
-		if i := strings.LastIndex(msg, ": "); i >= 0 {
-			msg = msg[i+2:]
+		if n <= listed {
+			each = append(each, fmt.Sprintf("at %.2f s, after %.2f s: %v", d.at.Seconds(), d.took.Seconds(), d.err))
 		}
-		kinds[msg]++
 	}
-	if n == 0 {
-		return 0, ""
+	if n > listed {
+		each = append(each, fmt.Sprintf("and %d more", n-listed))
 	}
-	return n, fmt.Sprintf("between %.2f s and %.2f s: %v", first.Seconds(), last.Seconds(), kinds)
+	return n, strings.Join(each, "; ")
 }
 
 // slow counts the successful draws that took longer than d (a SYN
