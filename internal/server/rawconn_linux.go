@@ -14,16 +14,25 @@ import (
 // A new-connection draw is accept, one read, one write and close. Go's net
 // package adds fixed work to every accepted socket that such a connection
 // never needs: getsockname, setsockopt(TCP_NODELAY), epoll_ctl ADD and DEL,
-// a finalizer. rawListener skips it: its connections start as bare
-// non-blocking descriptors read and written with plain system calls, and
-// join Go's poller (with TCP_NODELAY) only the first time a read or write
-// would block. Slow clients, keep-alive, large responses and timeouts thus
-// all run on the ordinary poller path; only a draw whose request is already
-// there and whose response fits the send buffer stays raw. See
-// docs/benchmarks.md, issue 7.
+// deadline timers, a finalizer. rawListener skips it: its connections start
+// as bare non-blocking descriptors read and written with plain system
+// calls, and join Go's poller (with TCP_NODELAY) only the first time a read
+// or write would block. Slow clients, keep-alive, large responses and
+// timeouts thus all run on the ordinary poller path; only a draw whose
+// request is already there and whose response fits the send buffer stays
+// raw. TCP_DEFER_ACCEPT makes that the usual case: the kernel hands over a
+// connection once its first data has arrived, not at the handshake (without
+// it, under load nearly every draw was accepted before its request and
+// promoted, which cost more than net's path). See docs/benchmarks.md,
+// issue 7.
 
-// rawListen wraps a TCP listener; anything else, or a listener whose
-// socket cannot be duplicated (closed already), is returned as it is.
+// deferAcceptSeconds is how long the kernel holds a connection that sends
+// nothing before handing it over anyway (then the read timeout applies).
+const deferAcceptSeconds = 1
+
+// rawListen wraps a TCP listener and sets TCP_DEFER_ACCEPT on its socket;
+// anything else, or a listener whose socket cannot be duplicated (closed
+// already), is returned as it is.
 func rawListen(ln net.Listener) net.Listener {
 	tl, ok := ln.(*net.TCPListener)
 	if !ok {
@@ -40,6 +49,10 @@ func rawListen(ln net.Listener) net.Listener {
 		f.Close()
 		return ln
 	}
+	rc.Control(func(fd uintptr) {
+		// An error leaves accepts at the handshake: more promotions, no harm.
+		syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT, deferAcceptSeconds)
+	})
 	return &rawListener{tl: tl, file: f, rc: rc}
 }
 

@@ -68,7 +68,7 @@ func (p *pathRecorder) take() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := p.paths
-	p.paths = nil
+	p.paths, p.conn = nil, nil
 	return out
 }
 
@@ -102,6 +102,10 @@ func startRecorded(t *testing.T, s *Server, readTimeout time.Duration) (string, 
 		inner(ctx)
 	}
 	addr, _ := startEngine(t, s, &fastEngine{Server: srv}, 0)
+	// Once a draw is answered, Serve has wrapped the listener: later
+	// connections are accepted with their request (TCP_DEFER_ACCEPT).
+	draw(t, addr, drawRequest)
+	rec.take()
 	return addr, rec
 }
 
@@ -181,7 +185,15 @@ func TestRawListenWrapsOnlyOpenTCPListeners(t *testing.T) {
 	raw := rawListen(ln)
 	defer raw.Close()
 	if _, ok := raw.(*rawListener); !ok || raw.Addr().String() != ln.Addr().String() {
-		t.Errorf("rawListen(tcp) = %T at %v, want *rawListener at %v", raw, raw.Addr(), ln.Addr())
+		t.Fatalf("rawListen(tcp) = %T at %v, want *rawListener at %v", raw, raw.Addr(), ln.Addr())
+	}
+	rc, _ := ln.(*net.TCPListener).SyscallConn()
+	deferAccept := 0
+	rc.Control(func(fd uintptr) {
+		deferAccept, _ = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT)
+	})
+	if deferAccept == 0 {
+		t.Error("TCP_DEFER_ACCEPT is not set on the listener's socket")
 	}
 }
 
@@ -239,21 +251,32 @@ func TestRawDrawsStayRawAndCloseTheirDescriptors(t *testing.T) {
 		t.Errorf("paths of queued draws: %s, want all raw", got)
 	}
 
-	// Whatever the path, no descriptor stays open.
+	// One draw after the other, each accepted when its request arrives
+	// (TCP_DEFER_ACCEPT): all raw, and no descriptor stays open.
 	before := openFDs(t)
-	for range 300 {
+	const n = 300
+	for range n {
 		if out := draw(t, ln.Addr().String(), drawRequest); !strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n") {
 			t.Fatalf("draw: %q", out)
 		}
 	}
 	waitFDs(t, before)
+	paths := rec.take()
+	raw := 0
+	for _, p := range paths {
+		if p == "raw" {
+			raw++
+		}
+	}
+	if len(paths) != n || raw != n {
+		t.Errorf("%d of %d draws served, %d raw; want all raw", len(paths), n, raw)
+	}
 }
 
 // TestRawManyConcurrentClientsLeakNothing runs under -race in make test.
 func TestRawManyConcurrentClientsLeakNothing(t *testing.T) {
 	s := newServer("small-fortune", false)
 	addr, _ := startRecorded(t, s, 0)
-	draw(t, addr, drawRequest)
 	before := openFDs(t)
 	var wg sync.WaitGroup
 	for range 32 {
@@ -306,12 +329,12 @@ func TestRawRequestInTwoPieces(t *testing.T) {
 	}
 }
 
-// TestRawSilentClientIsCut: a client that sends nothing is cut by the read
-// timeout on the promoted (poller) path, with fasthttp's 408.
+// TestRawSilentClientIsCut: a client that sends nothing is handed over by
+// the kernel after TCP_DEFER_ACCEPT's second, then cut by the read timeout
+// on the promoted (poller) path, with fasthttp's 408.
 func TestRawSilentClientIsCut(t *testing.T) {
 	s := newServer("great-fortune", false)
 	addr, _ := startRecorded(t, s, 200*time.Millisecond)
-	draw(t, addr, drawRequest) // Serve has its listener
 	before := openFDs(t)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -325,8 +348,8 @@ func TestRawSilentClientIsCut(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "HTTP/1.1 408 ") {
 		t.Errorf("silent client got %q %v, want a 408 and the close", out, err)
 	}
-	if took < 150*time.Millisecond || took > 5*time.Second {
-		t.Errorf("cut after %v, want about the 200 ms read timeout", took)
+	if took < 150*time.Millisecond || took > 8*time.Second {
+		t.Errorf("cut after %v, want about the deferral (1 s) and the 200 ms read timeout", took)
 	}
 	waitFDs(t, before)
 	// The slow trickle of TestFastSlowlorisIsCut, over this path too.
@@ -336,8 +359,8 @@ func TestRawSilentClientIsCut(t *testing.T) {
 }
 
 // TestRawKeepAliveAndPipelining: the first request on a pooled connection
-// is raw, the next ones wait on the poller; pipelined requests are all
-// answered in order.
+// is raw (accepted with it), the next ones wait on the poller; pipelined
+// requests are all answered in order.
 func TestRawKeepAliveAndPipelining(t *testing.T) {
 	s := newServer("middle-fortune", true)
 	addr, rec := startRecorded(t, s, 0)
@@ -375,14 +398,14 @@ func TestRawKeepAliveAndPipelining(t *testing.T) {
 	if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		t.Errorf("after Connection: close: %d %v, want EOF", n, err)
 	}
-	// The first request is raw unless it was accepted before it was sent.
-	got := strings.Join(rec.take(), ",")
-	if want := strings.Repeat(",promoted", 7); got != "raw"+want && got != "promoted"+want {
-		t.Errorf("paths %s, want raw or promoted, then 7 promoted", got)
+	if got, want := strings.Join(rec.take(), ","), "raw"+strings.Repeat(",promoted", 7); got != want {
+		t.Errorf("paths %s, want %s", got, want)
 	}
 }
 
-// rawPair returns a rawConn accepted from a rawListener and its client.
+// rawPair returns a rawConn accepted from a rawListener and its client,
+// with nothing left to read: the client's first byte, which makes the
+// (deferred) accept immediate, has been read on the raw path.
 func rawPair(t *testing.T) (*rawConn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -396,11 +419,18 @@ func rawPair(t *testing.T) (*rawConn, net.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
+	io.WriteString(client, "!")
 	sc, err := rl.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sc.Close() })
+	if n, err := sc.Read(make([]byte, 1)); n != 1 || err != nil {
+		t.Fatalf("first byte: %d %v", n, err)
+	}
+	if _, p := promoted(sc); p {
+		t.Fatal("promoted although the first byte was there")
+	}
 	return sc.(*rawConn), client
 }
 
@@ -559,12 +589,13 @@ func TestRawConcurrentCloseAndIO(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer client.Close()
-			if i%2 == 0 {
-				io.WriteString(client, "data")
-			}
+			io.WriteString(client, "d")
 			c, err := rl.Accept()
 			if err != nil {
 				t.Fatal(err)
+			}
+			if i%2 == 1 { // then reads wait on the poller
+				c.Read(make([]byte, 1))
 			}
 			var wg sync.WaitGroup
 			var mu sync.Mutex
@@ -662,6 +693,7 @@ func TestRawAcceptOutOfDescriptors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
+	io.WriteString(client, drawRequest) // accepted at once despite the deferral
 
 	var old syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
