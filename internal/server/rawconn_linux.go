@@ -265,28 +265,25 @@ func (c *rawConn) SetDeadline(t time.Time) error {
 // it cannot expire during one. (An already expired deadline therefore does
 // not fail a read whose data is there; fasthttp never sets one.)
 func (c *rawConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch {
-	case c.closed:
-		return c.opError("set", net.ErrClosed)
-	case c.file != nil:
-		return c.fileError("set", c.file.SetReadDeadline(t))
-	}
-	c.rdl = t
-	return nil
+	return c.setDeadline(t, &c.rdl, (*os.File).SetReadDeadline)
 }
 
 func (c *rawConn) SetWriteDeadline(t time.Time) error {
+	return c.setDeadline(t, &c.wdl, (*os.File).SetWriteDeadline)
+}
+
+// setDeadline records t in *recorded on the raw path, or sets it on the
+// promoted file.
+func (c *rawConn) setDeadline(t time.Time, recorded *time.Time, set func(*os.File, time.Time) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
 	case c.closed:
 		return c.opError("set", net.ErrClosed)
 	case c.file != nil:
-		return c.fileError("set", c.file.SetWriteDeadline(t))
+		return c.fileError("set", set(c.file, t))
 	}
-	c.wdl = t
+	*recorded = t
 	return nil
 }
 
