@@ -34,8 +34,9 @@ fuzz: ## each fuzz target briefly
 image-tar: ## the container image as a docker-archive tarball, without Docker
 	$(GO) run ./tools/image build -o dist/omikuji-image.tar
 
-e2e: ## prove the odds on a real single-node Kubernetes cluster (root)
-	cd test/e2e && $(GO) test -count=1 -timeout 85m -v ./...
+E2E_NODES ?= 2
+e2e: ## prove the odds on a real two-node Kubernetes cluster (root; E2E_NODES=1 for one node)
+	cd test/e2e && $(GO) test -count=1 -v ./cluster/... ./cmd/... && $(GO) test -count=1 -timeout 85m -v . -args -nodes=$(E2E_NODES)
 
 bench: ## server CPU per draw: omikuji vs nginx vs Express
 	bench/run.sh

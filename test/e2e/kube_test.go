@@ -42,6 +42,9 @@ type pod struct {
 		Labels            map[string]string `json:"labels"`
 		DeletionTimestamp *string           `json:"deletionTimestamp"`
 	} `json:"metadata"`
+	Spec struct {
+		NodeName string `json:"nodeName"`
+	} `json:"spec"`
 	Status struct {
 		PodIP      string `json:"podIP"`
 		Conditions []struct {
@@ -83,6 +86,21 @@ func (k kube) readyPods(ctx context.Context) (map[string]string, fortune.Counts,
 		}
 	}
 	return ready, counts, nil
+}
+
+// podNodes maps each ready pod's name to the node it runs on.
+func (k kube) podNodes(ctx context.Context) (map[string]string, error) {
+	pods, err := k.pods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nodes := map[string]string{}
+	for _, p := range pods {
+		if p.ready() {
+			nodes[p.Metadata.Name] = p.Spec.NodeName
+		}
+	}
+	return nodes, nil
 }
 
 // endpoints lists the addresses of the Service's ready endpoints over all

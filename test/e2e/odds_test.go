@@ -1,7 +1,8 @@
-// Package e2e proves the odds on a real single-node Kubernetes cluster built
-// from upstream sources (see package cluster): the local overlay applied with
-// kubectl, the omikuji image imported into containerd, and `omikuji draw`
-// auditing what kube-proxy does, in iptables mode and then in nftables mode.
+// Package e2e proves the odds on a real Kubernetes cluster built from
+// upstream sources (see package cluster), of two nodes unless -nodes says
+// otherwise: the local overlay applied with kubectl, the omikuji image
+// imported into every node's containerd, and `omikuji draw` auditing what
+// kube-proxy does, in iptables mode and then in nftables mode.
 //
 // It needs root. Run it with `make e2e` from the repository root.
 package e2e
@@ -27,7 +28,10 @@ import (
 	"github.com/omikuji/omikuji/test/e2e/cluster"
 )
 
-var keep = flag.Bool("keep", false, "leave the cluster up afterwards (remove it with: go run ./cmd/cluster down)")
+var (
+	keep  = flag.Bool("keep", false, "leave the cluster up afterwards (remove it with: go run ./cmd/cluster down)")
+	nodes = flag.Int("nodes", 2, "nodes in the cluster; 1 where network namespaces cannot be made (skips the checks that need two)")
+)
 
 // Draw settings. The audit's two tests must pass at alpha = 1e-6, so a
 // correct balancer fails a run about once in a million per test, while the
@@ -41,6 +45,7 @@ const (
 	alpha       = "1e-6"
 	draws       = 10000
 	affinityN   = 2000
+	policyN     = 2000
 	concurrency = "1"
 )
 
@@ -49,8 +54,17 @@ type env struct {
 	c       *cluster.Cluster
 	k       kube
 	omikuji string // the omikuji binary, built from this repository
-	nodeURL string // the NodePort on the node IP
+	nodeURL string // the NodePort on node 1's IP
 	report  *runReport
+}
+
+// nodeURLs are the NodePort on every node's IP, in node order.
+func (e *env) nodeURLs() []string {
+	var urls []string
+	for _, n := range e.c.Nodes {
+		urls = append(urls, n.URL(nodePort))
+	}
+	return urls
 }
 
 func TestOdds(t *testing.T) {
@@ -95,8 +109,8 @@ func TestOdds(t *testing.T) {
 	})
 
 	var c *cluster.Cluster
-	rep.phase(t, "cluster up (kube-proxy iptables)", func() error {
-		c, err = cluster.Up(ctx, cluster.Options{ProxyMode: "iptables", BinDir: binDir, Log: testWriter{t}})
+	rep.phase(t, fmt.Sprintf("cluster up (%d nodes, kube-proxy iptables)", *nodes), func() error {
+		c, err = cluster.Up(ctx, cluster.Options{ProxyMode: "iptables", Nodes: *nodes, BinDir: binDir, Log: testWriter{t}})
 		return err
 	})
 	rep.Up = c.Timings
@@ -143,13 +157,18 @@ func TestOdds(t *testing.T) {
 		_, err := c.Kubectl(ctx, "apply", "-k", filepath.Join(repo, "deploy", "kustomize", "overlays", "local"))
 		return err
 	})
-	e := &env{c: c, k: kube{c}, omikuji: omikuji, nodeURL: fmt.Sprintf("http://%s:%d/", cluster.NodeIP, nodePort), report: rep}
+	e := &env{c: c, k: kube{c}, omikuji: omikuji, nodeURL: c.Nodes[0].URL(nodePort), report: rep}
 	rep.phase(t, "all pods ready and answering", func() error {
 		ready, err := e.k.waitSettled(ctx, fortune.DefaultReplicas(), 3*time.Minute)
 		if err != nil {
 			return err
 		}
-		return waitAnswering(ctx, e.nodeURL, ready, time.Minute)
+		for _, url := range e.nodeURLs() {
+			if err := waitAnswering(ctx, url, ready, time.Minute); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 
 	t.Run("6-pod-security-restricted", func(t *testing.T) { e.checkPodSecurity(ctx, t) })
@@ -159,13 +178,15 @@ func TestOdds(t *testing.T) {
 		}
 		ok := t.Run(mode, func(t *testing.T) {
 			start := time.Now()
-			defer func() { rep.phaseDone("checks 1-5 in "+mode, start) }()
+			defer func() { rep.phaseDone("checks in "+mode, start) }()
 			t.Run("0-proxy-mode", func(t *testing.T) { e.checkProxyMode(ctx, t, mode) })
 			t.Run("1-ready-and-endpoints", func(t *testing.T) { e.checkReady(ctx, t) })
 			t.Run("2-draw-odds", func(t *testing.T) { e.checkOdds(ctx, t, mode) })
 			t.Run("3-scale-live", func(t *testing.T) { e.checkScale(ctx, t, mode) })
 			t.Run("4-no-draw-lost", func(t *testing.T) { e.checkNoDrawLost(ctx, t, mode) })
 			t.Run("5-session-affinity", func(t *testing.T) { e.checkAffinity(ctx, t, mode) })
+			t.Run("7-external-traffic-policy-local", func(t *testing.T) { e.checkLocalPolicy(ctx, t, mode) })
+			t.Run("8-drain-node", func(t *testing.T) { e.checkDrain(ctx, t, mode) })
 		})
 		if !ok {
 			break // the next mode would start from an unknown state
@@ -174,9 +195,10 @@ func TestOdds(t *testing.T) {
 }
 
 // serviceReady waits until exactly want pods are ready and listed in the
-// EndpointSlices, and every one of them answers through the NodePort and the
-// ClusterIP; then it clears the connection-tracking entries those waits may
-// have left, so that a measurement starts from a clean kernel state.
+// EndpointSlices, and every one of them answers through every node's
+// NodePort and the ClusterIP; then it clears the connection-tracking entries
+// those waits may have left, so that a measurement starts from a clean
+// kernel state.
 func (e *env) serviceReady(ctx context.Context, t *testing.T, want fortune.Counts) (ready map[string]string, clusterURL string) {
 	t.Helper()
 	ready, err := e.k.waitSettled(ctx, want, 2*time.Minute)
@@ -188,20 +210,31 @@ func (e *env) serviceReady(ctx context.Context, t *testing.T, want fortune.Count
 		t.Fatal(err)
 	}
 	clusterURL = fmt.Sprintf("http://%s:%d/", ip, servicePort)
-	for _, url := range []string{e.nodeURL, clusterURL} {
+	for _, url := range append(e.nodeURLs(), clusterURL) {
 		if err := waitAnswering(ctx, url, ready, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, dst := range []struct {
-		ip   string
-		port int
-	}{{cluster.NodeIP, nodePort}, {ip, servicePort}} {
-		if err := cluster.ForgetConnections(ctx, dst.ip, dst.port); err != nil {
+	e.forgetConnections(ctx, t)
+	return ready, clusterURL
+}
+
+// forgetConnections deletes, on every node, the connection-tracking entries
+// to every NodePort and to the ClusterIP.
+func (e *env) forgetConnections(ctx context.Context, t *testing.T) {
+	t.Helper()
+	ip, err := e.k.clusterIP(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.ForgetConnections(ctx, ip, servicePort); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range e.c.Nodes {
+		if err := e.c.ForgetConnections(ctx, n.IP, nodePort); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return ready, clusterURL
 }
 
 // checkPodSecurity: the namespace enforces the restricted standard, it
@@ -240,29 +273,33 @@ func (e *env) checkPodSecurity(ctx context.Context, t *testing.T) {
 	}
 }
 
+// checkProxyMode: on every node, kube-proxy reports the mode and only that
+// mode's rules exist in the node's network namespace.
 func (e *env) checkProxyMode(ctx context.Context, t *testing.T, mode string) {
-	got, err := e.c.ProxyModeReported(ctx)
-	if err != nil || got != mode {
-		t.Fatalf("kube-proxy /proxyMode = %q (%v), want %q", got, err, mode)
-	}
-	// The rules of the other mode are gone, so this mode alone decides.
-	nft, err := exec.CommandContext(ctx, "nft", "list", "tables").CombinedOutput()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ipt, err := exec.CommandContext(ctx, "iptables-save", "-t", "nat").CombinedOutput()
-	if err != nil {
-		t.Fatal(err)
-	}
-	hasNft := strings.Contains(string(nft), "table ip kube-proxy")
-	hasIpt := strings.Contains(string(ipt), ":KUBE-SERVICES")
-	if (mode == "nftables") != hasNft || (mode == "iptables") != hasIpt {
-		t.Fatalf("mode %s: nft table ip kube-proxy present=%v, iptables KUBE-SERVICES present=%v", mode, hasNft, hasIpt)
+	for _, n := range e.c.Nodes {
+		got, err := e.c.ProxyModeReported(ctx, n)
+		if err != nil || got != mode {
+			t.Fatalf("node %s: kube-proxy /proxyMode = %q (%v), want %q", n.Name, got, err, mode)
+		}
+		// The rules of the other mode are gone, so this mode alone decides.
+		nft, err := n.Run(ctx, "nft", "list", "tables")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ipt, err := n.Run(ctx, "iptables-save", "-t", "nat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hasNft := strings.Contains(string(nft), "table ip kube-proxy")
+		hasIpt := strings.Contains(string(ipt), ":KUBE-SERVICES")
+		if (mode == "nftables") != hasNft || (mode == "iptables") != hasIpt {
+			t.Fatalf("node %s, mode %s: nft table ip kube-proxy present=%v, iptables KUBE-SERVICES present=%v", n.Name, mode, hasNft, hasIpt)
+		}
 	}
 }
 
 // checkReady: all ten pods ready, and the Service's EndpointSlices list
-// exactly their ten addresses.
+// exactly their ten addresses; the topology spread put pods on every node.
 func (e *env) checkReady(ctx context.Context, t *testing.T) {
 	want := fortune.DefaultReplicas()
 	ready, err := e.k.waitSettled(ctx, want, 2*time.Minute)
@@ -277,18 +314,27 @@ func (e *env) checkReady(ctx context.Context, t *testing.T) {
 		t.Fatalf("%d ready pods and %d ready endpoints, want %d of each", len(ready), len(eps), want.Total())
 	}
 	t.Logf("%d pods ready, EndpointSlices list %d ready endpoints", len(ready), len(eps))
+	e.checkSpread(ctx, t)
 }
 
-// checkOdds: draws through the NodePort and the ClusterIP match the
-// catalogue's odds and every pod answers.
+// checkOdds: draws through every node's NodePort and through the ClusterIP
+// match the catalogue's odds and every pod answers, on whichever node it
+// runs: a connection to one node's NodePort lands on pods of every node.
 func (e *env) checkOdds(ctx context.Context, t *testing.T, mode string) {
 	want := fortune.DefaultReplicas()
 	_, clusterURL := e.serviceReady(ctx, t, want)
-	for _, target := range []struct{ name, url string }{
-		{"NodePort", e.nodeURL},
-		{"ClusterIP", clusterURL},
-	} {
+	podNodes, err := e.k.podNodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type target struct{ name, url string }
+	var targets []target
+	for _, n := range e.c.Nodes {
+		targets = append(targets, target{e.nodePortName(n), n.URL(nodePort)})
+	}
+	for _, target := range append(targets, target{"ClusterIP", clusterURL}) {
 		r, code := e.draw(ctx, t, target.url, draws, want)
+		e.checkNodesSeen(t, target.name, r, podNodes)
 		e.report.draw(mode, target.name, want, r)
 		if code != 0 || !r.Pass || r.Verdict != audit.Consistent || r.Failed != 0 || r.Succeeded != draws {
 			t.Errorf("%s %s: exit %d, verdict %s, %d of %d draws failed %v: %s", mode, target.name, code, r.Verdict, r.Failed, r.Drawn, r.Failures, r.Summary)

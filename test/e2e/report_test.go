@@ -17,11 +17,38 @@ import (
 // audited draw and the no-draw-lost streams. It is logged at the end and
 // written as JSON to $E2E_REPORT when that is set.
 type runReport struct {
-	Started time.Time        `json:"started"`
-	Phases  []cluster.Timing `json:"phases"`
-	Up      []cluster.Timing `json:"cluster_up"`
-	Draws   []drawReport     `json:"draws"`
-	Streams []streamReport   `json:"streams"`
+	Started  time.Time        `json:"started"`
+	Phases   []cluster.Timing `json:"phases"`
+	Up       []cluster.Timing `json:"cluster_up"`
+	Draws    []drawReport     `json:"draws"`
+	Streams  []streamReport   `json:"streams"`
+	Policies []policyReport   `json:"local_policy"`
+	Drains   []drainReport    `json:"drains"`
+}
+
+// policyReport is the audit through one node with externalTrafficPolicy
+// Local.
+type policyReport struct {
+	Mode, Node string
+	LocalPods  int // pods on that node
+	Exit       int
+	Verdict    string
+	Summary    string
+	Causes     string
+}
+
+// drainReport is the stream through node 1 while another node drains.
+type drainReport struct {
+	Mode, Node     string
+	PDBs           string // whose PodDisruptionBudgets
+	Draws, Failed  int
+	Slow           int
+	Failures       string
+	Timeline       string
+	DuringDrain    int64
+	DrainSeconds   float64
+	DuringRollout  int64
+	RolloutSeconds float64
 }
 
 type drawReport struct {
@@ -102,11 +129,27 @@ func (r *runReport) write(t *testing.T) {
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d in %.1f s | %d in %.1f s |\n",
 			s.Mode, s.Draws, s.Failed, s.Slow, s.DuringDelete, s.DeleteSeconds, s.DuringRestart, s.RestartSeconds)
 	}
+	if len(r.Drains) > 0 {
+		fmt.Fprintf(&b, "\n| mode | drained node | PodDisruptionBudgets | draws in stream | failed | slower than 1 s | during drain | during uncordon + rollout |\n|---|---|---|---:|---:|---:|---|---|\n")
+	}
+	for _, d := range r.Drains {
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %d in %.1f s | %d in %.1f s |\n",
+			d.Mode, d.Node, d.PDBs, d.Draws, d.Failed, d.Slow, d.DuringDrain, d.DrainSeconds, d.DuringRollout, d.RolloutSeconds)
+	}
+	for _, p := range r.Policies {
+		fmt.Fprintf(&b, "\n%s, externalTrafficPolicy Local through %s (%d pods there): exit %d, %s\n  %s\n  likely causes: %s\n",
+			p.Mode, p.Node, p.LocalPods, p.Exit, p.Verdict, p.Summary, p.Causes)
+	}
 	// The last lines of a CI log are often all that is kept: say here what
 	// failed and when, against what the cluster was doing.
 	for _, s := range r.Streams {
 		if s.Failed > 0 {
 			fmt.Fprintf(&b, "\n%s stream, failed draws: %s\n%s stream, timeline: %s\n", s.Mode, s.Failures, s.Mode, s.Timeline)
+		}
+	}
+	for _, d := range r.Drains {
+		if d.Failed > 0 {
+			fmt.Fprintf(&b, "\n%s drain stream, failed draws: %s\n%s drain stream, timeline: %s\n", d.Mode, d.Failures, d.Mode, d.Timeline)
 		}
 	}
 	fmt.Fprint(os.Stderr, b.String())

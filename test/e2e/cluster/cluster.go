@@ -1,9 +1,10 @@
-// Package cluster brings up a real single-node Kubernetes cluster on this
-// machine from upstream components — etcd, kube-apiserver,
+// Package cluster brings up a real Kubernetes cluster of one or more nodes on
+// this machine from upstream components — etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler, kubelet with containerd, runc and
 // the CNI bridge plugin, and kube-proxy in iptables or nftables mode — the
 // way Kubernetes' own hack/local-up-cluster.sh does, and takes it down again
-// leaving the host as it found it.
+// leaving the host as it found it. Node 1 shares the host's network; each
+// further node has a network namespace of its own (see Node).
 //
 // Everything lives under one directory; the host-wide changes (a /32 on lo,
 // netfilter rules, sysctls, cgroups, a bridge) are recorded in its state file
@@ -31,8 +32,10 @@ import (
 
 // Options configure Up.
 type Options struct {
-	// ProxyMode is kube-proxy's mode: "iptables" or "nftables".
+	// ProxyMode is kube-proxy's mode on every node: "iptables" or "nftables".
 	ProxyMode string
+	// Nodes is how many nodes run a kubelet, from 1 to MaxNodes; 0 means 1.
+	Nodes int
 	// BinDir holds kube-apiserver, kube-controller-manager, kube-scheduler,
 	// kubelet and kube-proxy (see Build).
 	BinDir string
@@ -52,12 +55,15 @@ type Cluster struct {
 	ProxyMode string  `json:"proxyMode"`
 	EtcdPort  int     `json:"etcdPort"`
 	Procs     []*Proc `json:"procs"`
+	Nodes     []*Node `json:"nodes"`
 	// Owner is the process that called Up.
 	Owner *Proc `json:"owner"`
 	// Host-wide changes, recorded before they are made.
 	Sysctls     map[string]string `json:"sysctls"`
 	AddedNodeIP bool              `json:"addedNodeIP"`
-	Created     []string          `json:"created"` // host paths outside Dir that Up created
+	// MountedRunNetns: /run/netns was not a mount point before ip netns add.
+	MountedRunNetns bool     `json:"mountedRunNetns"`
+	Created         []string `json:"created"` // host paths outside Dir that Up created
 	// Timings lists how long each phase of Up took, in order.
 	Timings []Timing `json:"timings"`
 
@@ -78,12 +84,18 @@ const pointer = "/run/omikuji-e2e/cluster-dir"
 // Host paths that containerd and CNI use regardless of configuration.
 var hostPaths = []string{"/run/containerd", "/var/lib/cni"}
 
-// Up starts a cluster and waits until the node is Ready and kube-proxy has
-// synced. On failure it tears down whatever it started and returns an error
-// that includes the failing component's log.
+// Up starts a cluster and waits until every node is Ready and every
+// kube-proxy has synced. On failure it tears down whatever it started and
+// returns an error that includes the failing component's log.
 func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if opts.ProxyMode != "iptables" && opts.ProxyMode != "nftables" {
 		return nil, fmt.Errorf("proxy mode %q: want iptables or nftables", opts.ProxyMode)
+	}
+	if opts.Nodes == 0 {
+		opts.Nodes = 1
+	}
+	if opts.Nodes < 1 || opts.Nodes > MaxNodes {
+		return nil, fmt.Errorf("%d nodes: want 1 to %d", opts.Nodes, MaxNodes)
 	}
 	if err := Preflight(ctx, opts.BinDir); err != nil {
 		return nil, err
@@ -104,6 +116,9 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return nil, err
 	}
 	c = &Cluster{Dir: dir, BinDir: opts.BinDir, ProxyMode: opts.ProxyMode, log: opts.Log, Sysctls: readSysctls()}
+	for i := 1; i <= opts.Nodes; i++ {
+		c.Nodes = append(c.Nodes, nodeSpec(i))
+	}
 	if start, err := procStart(os.Getpid()); err == nil {
 		c.Owner = &Proc{Name: "owner", PID: os.Getpid(), Start: start}
 	}
@@ -120,9 +135,16 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 			c.Created = append(c.Created, p)
 		}
 	}
-	for _, d := range []string{"logs", "kubeconfig", "etcd", "kubelet", "pod-logs", "cni/net.d", "containerd"} {
+	for _, d := range []string{"logs", "kubeconfig", "etcd"} {
 		if err := os.MkdirAll(c.file(d), 0o755); err != nil {
 			return nil, err
+		}
+	}
+	for _, n := range c.Nodes {
+		for _, d := range []string{"kubelet", "pod-logs", "cni/net.d", "containerd"} {
+			if err := os.MkdirAll(c.nodeFile(n, d), 0o755); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(pointer), 0o755); err != nil {
@@ -148,17 +170,34 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 			return c, err
 		}
 	}
-	steps := []struct {
+	type step struct {
 		phase string
 		fn    func(context.Context) error
-	}{
+	}
+	steps := []step{
 		{"certificates", c.writePKI},
 		{"etcd", c.startEtcd},
 		{"kube-apiserver", c.startAPIServer},
 		{"controller-manager+scheduler", c.startControlPlane},
-		{"containerd+pause image", func(ctx context.Context) error { return c.startContainerd(ctx, sourceDir) }},
-		{"kubelet (node Ready)", c.startKubelet},
-		{"kube-proxy " + opts.ProxyMode, func(ctx context.Context) error { return c.startKubeProxy(ctx, opts.ProxyMode) }},
+		{"pause image", func(ctx context.Context) error { return BuildPauseImage(ctx, sourceDir, c.file("pause-image.tar")) }},
+	}
+	// Node 1's phases keep their single-node names.
+	label := func(n *Node, phase string) string {
+		if n.Netns == "" {
+			return phase
+		}
+		return n.Name + ": " + phase
+	}
+	for _, n := range c.Nodes {
+		if n.Netns != "" {
+			steps = append(steps, step{label(n, "network namespace, veth, routes"), func(ctx context.Context) error { return c.startNetwork(ctx, n) }})
+		}
+		steps = append(steps,
+			step{label(n, "containerd+pause image"), func(ctx context.Context) error { return c.startContainerd(ctx, n) }},
+			step{label(n, "kubelet (node Ready)"), func(ctx context.Context) error { return c.startKubelet(ctx, n) }})
+	}
+	for _, n := range c.Nodes {
+		steps = append(steps, step{label(n, "kube-proxy "+opts.ProxyMode), func(ctx context.Context) error { return c.startKubeProxy(ctx, n, opts.ProxyMode) }})
 	}
 	for _, s := range steps {
 		if err := c.timed(s.phase, func() error { return s.fn(ctx) }); err != nil {
@@ -173,7 +212,7 @@ func (c *Cluster) timed(phase string, fn func() error) error {
 	err := fn()
 	d := time.Since(start).Round(10 * time.Millisecond)
 	c.Timings = append(c.Timings, Timing{Phase: phase, Duration: d})
-	fmt.Fprintf(c.log, "cluster: %-32s %6.1f s\n", phase, d.Seconds())
+	fmt.Fprintf(c.log, "cluster: %-46s %6.1f s\n", phase, d.Seconds())
 	return errors.Join(err, c.save())
 }
 
@@ -217,7 +256,7 @@ func Preflight(ctx context.Context, binDir string) error {
 			problems = append(problems, fmt.Sprintf("missing %s in %q (built by cluster.Build)", name, binDir))
 		}
 	}
-	for _, tool := range []string{"etcd", "containerd", "containerd-shim-runc-v2", "runc", "ctr", "kubectl", "iptables", "ip6tables", "iptables-save", "nft", "ip", "conntrack", "go"} {
+	for _, tool := range []string{"etcd", "containerd", "containerd-shim-runc-v2", "runc", "ctr", "kubectl", "iptables", "ip6tables", "iptables-save", "nft", "ip", "conntrack", "nsenter", "sysctl", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			problems = append(problems, fmt.Sprintf("missing %s in PATH (Debian packages: scripts/deps.sh)", tool))
 		}
@@ -265,6 +304,7 @@ func checkClean(ctx context.Context) error {
 	if len(cgroupPIDs(cgroupRoots())) > 0 {
 		problems = append(problems, "processes are running in a kubepods cgroup")
 	}
+	problems = append(problems, hostNetworkLeftovers(ctx)...)
 	if len(problems) > 0 {
 		return fmt.Errorf("another Kubernetes node seems to be running here, refusing to start:\n  - %s", strings.Join(problems, "\n  - "))
 	}
@@ -285,9 +325,14 @@ func (c *Cluster) writePKI(ctx context.Context) error {
 		{"admin", "omikuji-e2e-admin", []string{"system:masters"}},
 		{"kube-controller-manager", "system:kube-controller-manager", nil},
 		{"kube-scheduler", "system:kube-scheduler", nil},
-		{"kubelet", "system:node:" + NodeName, []string{"system:nodes"}},
 		{"kube-proxy", "system:kube-proxy", nil},
 		{"apiserver-kubelet-client", "kube-apiserver-kubelet-client", []string{"system:masters"}},
+	}
+	for _, n := range c.nodes() {
+		certs = append(certs, struct {
+			name, cn string
+			orgs     []string
+		}{n.procName("kubelet"), "system:node:" + n.Name, []string{"system:nodes"}})
 	}
 	if err := p.issue("apiserver", "kube-apiserver", nil, serverNames, serverIPs); err != nil {
 		return err
@@ -448,92 +493,97 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 	})
 }
 
-func (c *Cluster) startContainerd(ctx context.Context, sourceDir string) error {
-	if err := writeFile(c.file("containerd", "config.toml"), c.containerdConfig()); err != nil {
+func (c *Cluster) startContainerd(ctx context.Context, n *Node) error {
+	if err := c.makeCgroupRoot(n); err != nil {
 		return err
 	}
-	if err := writeFile(c.file("cni", "net.d", "10-omikuji-e2e.conflist"), c.cniConfig()); err != nil {
+	if err := writeFile(c.nodeFile(n, "containerd", "config.toml"), c.containerdConfig(n)); err != nil {
 		return err
 	}
-	p, err := c.start("containerd", "containerd", "--config", c.file("containerd", "config.toml"))
+	if err := writeFile(c.nodeFile(n, "cni", "net.d", "10-omikuji-e2e.conflist"), c.cniConfig(n)); err != nil {
+		return err
+	}
+	p, err := c.startOn(n, "containerd", "containerd", "--config", c.nodeFile(n, "containerd", "config.toml"))
 	if err != nil {
 		return err
 	}
 	if err := c.waitFor(ctx, p, 30*time.Second, func() error {
-		_, err := c.ctr(ctx, "version")
+		_, err := c.ctr(ctx, n, "version")
 		return err
 	}); err != nil {
 		return err
 	}
-	pauseTar := c.file("pause-image.tar")
-	if err := BuildPauseImage(ctx, sourceDir, pauseTar); err != nil {
-		return err
-	}
-	return c.ImportImage(ctx, pauseTar)
-}
-
-// ctr runs containerd's CLI against this cluster's containerd, in the
-// namespace the CRI plugin uses.
-func (c *Cluster) ctr(ctx context.Context, args ...string) ([]byte, error) {
-	return run(ctx, "ctr", append([]string{"--address", c.containerdSocket(), "--namespace", "k8s.io"}, args...)...)
-}
-
-// ImportImage imports a docker-archive tarball into the node's containerd.
-// Images are never pulled: Deployments use imagePullPolicy Never.
-func (c *Cluster) ImportImage(ctx context.Context, tarball string) error {
-	_, err := c.ctr(ctx, "images", "import", tarball)
+	_, err = c.ctr(ctx, n, "images", "import", c.file("pause-image.tar"))
 	return err
 }
 
-func (c *Cluster) startKubelet(ctx context.Context) error {
-	if err := writeFile(c.file("kubelet", "config.yaml"), c.kubeletConfig()); err != nil {
+// ctr runs containerd's CLI against a node's containerd, in the namespace
+// the CRI plugin uses.
+func (c *Cluster) ctr(ctx context.Context, n *Node, args ...string) ([]byte, error) {
+	return run(ctx, "ctr", append([]string{"--address", c.containerdSocket(n), "--namespace", "k8s.io"}, args...)...)
+}
+
+// ImportImage imports a docker-archive tarball into every node's containerd.
+// Images are never pulled: Deployments use imagePullPolicy Never.
+func (c *Cluster) ImportImage(ctx context.Context, tarball string) error {
+	for _, n := range c.nodes() {
+		if _, err := c.ctr(ctx, n, "images", "import", tarball); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) startKubelet(ctx context.Context, n *Node) error {
+	if err := writeFile(c.nodeFile(n, "kubelet", "config.yaml"), c.kubeletConfig(n)); err != nil {
 		return err
 	}
-	p, err := c.start("kubelet", filepath.Join(c.BinDir, "kubelet"),
-		"--config="+c.file("kubelet", "config.yaml"),
-		"--kubeconfig="+c.file("kubeconfig", "kubelet"),
-		"--root-dir="+c.file("kubelet", "root"),
-		"--cert-dir="+c.file("kubelet", "pki"),
-		"--node-ip="+NodeIP,
-		"--hostname-override="+NodeName,
+	p, err := c.startOn(n, "kubelet", filepath.Join(c.BinDir, "kubelet"),
+		"--config="+c.nodeFile(n, "kubelet", "config.yaml"),
+		"--kubeconfig="+c.file("kubeconfig", n.procName("kubelet")),
+		"--root-dir="+c.nodeFile(n, "kubelet", "root"),
+		"--cert-dir="+c.nodeFile(n, "kubelet", "pki"),
+		"--node-ip="+n.IP,
+		"--hostname-override="+n.Name,
+		"--node-labels=topology.kubernetes.io/zone="+n.Zone,
 	)
 	if err != nil {
 		return err
 	}
 	return c.waitFor(ctx, p, 120*time.Second, func() error {
-		out, err := c.Kubectl(ctx, "get", "node", NodeName, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		out, err := c.Kubectl(ctx, "get", "node", n.Name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 		if err != nil {
 			return err
 		}
 		if strings.TrimSpace(string(out)) != "True" {
-			return fmt.Errorf("node %s Ready=%q", NodeName, out)
+			return fmt.Errorf("node %s Ready=%q", n.Name, out)
 		}
 		return nil
 	})
 }
 
-func (c *Cluster) startKubeProxy(ctx context.Context, mode string) error {
-	cfg := c.file("kube-proxy", mode+".yaml")
-	if err := writeFile(cfg, c.kubeProxyConfig(mode)); err != nil {
+func (c *Cluster) startKubeProxy(ctx context.Context, n *Node, mode string) error {
+	cfg := c.nodeFile(n, "kube-proxy", mode+".yaml")
+	if err := writeFile(cfg, c.kubeProxyConfig(n, mode)); err != nil {
 		return err
 	}
 	started := time.Now()
-	p, err := c.start("kube-proxy", filepath.Join(c.BinDir, "kube-proxy"), "--config="+cfg, "--v=2")
+	p, err := c.startOn(n, "kube-proxy", filepath.Join(c.BinDir, "kube-proxy"), "--config="+cfg, "--v=2")
 	if err != nil {
 		return err
 	}
 	c.ProxyMode = mode
 	return c.waitFor(ctx, p, 60*time.Second, func() error {
-		got, err := c.ProxyModeReported(ctx)
+		got, err := c.ProxyModeReported(ctx, n)
 		if err != nil {
 			return err
 		}
 		if got != mode {
-			return fmt.Errorf("kube-proxy reports mode %q, want %q", got, mode)
+			return fmt.Errorf("kube-proxy on %s reports mode %q, want %q", n.Name, got, mode)
 		}
 		// /healthz answers 200 before the first sync; the sync timestamp
 		// says the rules are really in the kernel.
-		synced, err := c.lastProxySync(ctx)
+		synced, err := c.lastProxySync(ctx, n)
 		if err != nil {
 			return err
 		}
@@ -544,26 +594,29 @@ func (c *Cluster) startKubeProxy(ctx context.Context, mode string) error {
 	})
 }
 
-// ForgetConnections deletes the kernel's connection-tracking entries for TCP
-// connections to ip:port. A connection refused while a Service had no
-// programmed endpoint leaves an entry without NAT; a client that reuses that
-// source port within the entry's timeout (one client opening thousands of
-// connections a second does) is refused again, and refreshes the entry.
-func ForgetConnections(ctx context.Context, ip string, port int) error {
-	out, err := exec.CommandContext(ctx, "conntrack", "-D", "-p", "tcp", "-d", ip, "--dport", strconv.Itoa(port)).CombinedOutput()
-	// conntrack exits 1 when there was nothing to delete.
-	if err != nil && !strings.Contains(string(out), "0 flow entries have been deleted") {
-		return fmt.Errorf("conntrack -D -d %s --dport %d: %w\n%s", ip, port, err, out)
+// ForgetConnections deletes the connection-tracking entries for TCP
+// connections to ip:port, on every node. A connection refused while a
+// Service had no programmed endpoint leaves an entry without NAT; a client
+// that reuses that source port within the entry's timeout (one client
+// opening thousands of connections a second does) is refused again, and
+// refreshes the entry.
+func (c *Cluster) ForgetConnections(ctx context.Context, ip string, port int) error {
+	for _, n := range c.nodes() {
+		out, err := n.Command(ctx, "conntrack", "-D", "-p", "tcp", "-d", ip, "--dport", strconv.Itoa(port)).CombinedOutput()
+		// conntrack exits 1 when there was nothing to delete.
+		if err != nil && !strings.Contains(string(out), "0 flow entries have been deleted") {
+			return fmt.Errorf("node %s: conntrack -D -d %s --dport %d: %w\n%s", n.Name, ip, port, err, out)
+		}
 	}
 	return nil
 }
 
-// lastProxySync reads when kube-proxy last wrote its IPv4 rules, from its
-// metrics.
-func (c *Cluster) lastProxySync(ctx context.Context) (time.Time, error) {
+// lastProxySync reads when a node's kube-proxy last wrote its IPv4 rules,
+// from its metrics.
+func (c *Cluster) lastProxySync(ctx context.Context, n *Node) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s:%d/metrics", NodeIP, proxyMetricsPort), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s:%d/metrics", n.IP, proxyMetricsPort), nil)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -589,11 +642,11 @@ func (c *Cluster) lastProxySync(ctx context.Context) (time.Time, error) {
 	return time.Time{}, nil // not synced yet: the metric appears with the first sync
 }
 
-// ProxyModeReported asks the running kube-proxy which mode it is in.
-func (c *Cluster) ProxyModeReported(ctx context.Context) (string, error) {
+// ProxyModeReported asks a node's kube-proxy which mode it is in.
+func (c *Cluster) ProxyModeReported(ctx context.Context, n *Node) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s:%d/proxyMode", NodeIP, proxyMetricsPort), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s:%d/proxyMode", n.IP, proxyMetricsPort), nil)
 	if err != nil {
 		return "", err
 	}
@@ -606,34 +659,38 @@ func (c *Cluster) ProxyModeReported(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-// SetProxyMode restarts kube-proxy in another mode: stop it, remove every
-// rule it programmed (kube-proxy --cleanup), start it in the new mode and
-// wait until it reports that mode and has synced.
+// SetProxyMode restarts kube-proxy on every node in another mode: stop it,
+// remove every rule it programmed (kube-proxy --cleanup), start it in the
+// new mode and wait until it reports that mode and has synced.
 func (c *Cluster) SetProxyMode(ctx context.Context, mode string) error {
 	if mode != "iptables" && mode != "nftables" {
 		return fmt.Errorf("proxy mode %q: want iptables or nftables", mode)
 	}
 	return c.timed("kube-proxy → "+mode, func() error {
-		if p := c.proc("kube-proxy"); p != nil {
-			if err := p.stop(10 * time.Second); err != nil {
+		for _, n := range c.nodes() {
+			if p := c.proc(n.procName("kube-proxy")); p != nil {
+				if err := p.stop(10 * time.Second); err != nil {
+					return err
+				}
+			}
+			if err := c.proxyCleanup(ctx, n); err != nil {
+				return err
+			}
+			if err := c.startKubeProxy(ctx, n, mode); err != nil {
 				return err
 			}
 		}
-		if err := c.proxyCleanup(ctx); err != nil {
-			return err
-		}
-		return c.startKubeProxy(ctx, mode)
+		return nil
 	})
 }
 
-func (c *Cluster) proxyCleanup(ctx context.Context) error {
+func (c *Cluster) proxyCleanup(ctx context.Context, n *Node) error {
 	bin := filepath.Join(c.BinDir, "kube-proxy")
 	if !exists(bin) {
 		return nil
 	}
-	out, err := exec.CommandContext(ctx, bin, "--cleanup").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("kube-proxy --cleanup: %w\n%s", err, out)
+	if _, err := n.Run(ctx, bin, "--cleanup"); err != nil {
+		return fmt.Errorf("kube-proxy --cleanup: %w", err)
 	}
 	return nil
 }
@@ -800,21 +857,33 @@ func (c *Cluster) Down() error {
 		}
 	}
 	start := time.Now()
-	stop("kube-proxy", 10*time.Second)
-	stop("kubelet", 10*time.Second)
+	nodes := c.nodes()
+	for _, n := range nodes {
+		stop(n.procName("kube-proxy"), 10*time.Second)
+		stop(n.procName("kubelet"), 10*time.Second)
+	}
 	// Pods: kill every process in the kubepods cgroups, then the runc shims
-	// of this containerd (found by its socket path in their command line).
+	// of each containerd (found by its socket path in their command line).
 	for _, pid := range cgroupPIDs(cgroupRoots()) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-	stop("containerd", 10*time.Second)
-	for _, pid := range pidsReferencing(c.containerdSocket()) {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+	for _, n := range nodes {
+		stop(n.procName("containerd"), 10*time.Second)
+		for _, pid := range pidsReferencing(c.containerdSocket(n)) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 	for _, name := range []string{"kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"} {
 		stop(name, 10*time.Second)
 	}
-	keep(c.proxyCleanup(ctx))
+	// The other nodes' rules, links and routes live in their namespaces.
+	for _, n := range nodes {
+		if n.Netns != "" {
+			keep(c.stopNetwork(ctx, n))
+		}
+	}
+	keep(c.stopRunNetns())
+	keep(c.proxyCleanup(ctx, nodes[0]))
 	keep(removeKubeChains(ctx))
 	if tables, err := kubeNftTables(ctx); err == nil {
 		for _, t := range tables {
@@ -851,7 +920,7 @@ func (c *Cluster) Down() error {
 			_ = os.Remove(filepath.Dir(pointer)) // only if empty
 		}
 	}
-	fmt.Fprintf(c.log, "cluster: %-32s %6.1f s\n", "down", time.Since(start).Seconds())
+	fmt.Fprintf(c.log, "cluster: %-46s %6.1f s\n", "down", time.Since(start).Seconds())
 	if len(errs) > 0 {
 		return fmt.Errorf("cluster down (%s kept for inspection): %w", c.Dir, errors.Join(errs...))
 	}
@@ -885,6 +954,14 @@ func (c *Cluster) leftovers(ctx context.Context) error {
 	}
 	if m, _ := mountsUnder(c.Dir); len(m) > 0 {
 		left = append(left, fmt.Sprintf("mounts %v", m))
+	}
+	for _, n := range c.nodes() {
+		if n.Netns != "" {
+			left = append(left, n.netLeftovers(ctx)...)
+		}
+	}
+	if c.MountedRunNetns && mountedAt("/run/netns") {
+		left = append(left, "the mount on /run/netns")
 	}
 	if len(left) > 0 {
 		return fmt.Errorf("left behind: %s", strings.Join(left, "; "))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -159,4 +160,42 @@ func TestPauseImage(t *testing.T) {
 	if err != nil || len(layers) != 1 {
 		t.Fatalf("%d layers (%v), want 1", len(layers), err)
 	}
+}
+
+// Every node gets addresses of its own inside the harness's ranges, and
+// names the kernel accepts.
+func TestNodeSpecs(t *testing.T) {
+	_, cluster, _ := net.ParseCIDR(ClusterCIDR)
+	_, nodes, _ := net.ParseCIDR(nodeNet)
+	seen := map[string]bool{}
+	for i := 1; i <= MaxNodes; i++ {
+		n := nodeSpec(i)
+		ip, podNet, err := net.ParseCIDR(n.PodCIDR)
+		if err != nil || !cluster.Contains(ip) || !cluster.Contains(lastIP(podNet)) {
+			t.Errorf("node %d: pod CIDR %s not inside %s (%v)", i, n.PodCIDR, ClusterCIDR, err)
+		}
+		if !nodes.Contains(net.ParseIP(n.IP)) {
+			t.Errorf("node %d: IP %s not inside %s", i, n.IP, nodeNet)
+		}
+		for _, v := range []string{n.Name, n.IP, n.PodCIDR, n.Zone, n.CgroupRoot} {
+			if seen[v] {
+				t.Errorf("node %d: %q is another node's too", i, v)
+			}
+			seen[v] = true
+		}
+		if (i == 1) != (n.Netns == "") || (i == 1) != (n.HostLink == "") {
+			t.Errorf("node %d: netns %q, host link %q: only node 1 uses the host's network", i, n.Netns, n.HostLink)
+		}
+		if len(n.HostLink) > 15 { // IFNAMSIZ - 1
+			t.Errorf("node %d: link name %q is longer than the kernel allows", i, n.HostLink)
+		}
+	}
+}
+
+func lastIP(n *net.IPNet) net.IP {
+	ip := make(net.IP, len(n.IP))
+	for i := range n.IP {
+		ip[i] = n.IP[i] | ^n.Mask[i]
+	}
+	return ip
 }

@@ -6,14 +6,16 @@ import (
 	"path/filepath"
 )
 
-// Addresses. The node IP is a /32 the harness adds to lo (this kernel has no
-// dummy links, and the apiserver refuses a 127.x advertise address); the
-// ranges were chosen not to overlap the host's own routes.
+// Addresses. Node 1's IP is a /32 the harness adds to lo (this kernel has no
+// dummy links, and the apiserver refuses a 127.x advertise address); node i
+// has 10.254.254.i and the pod CIDR 10.244.(i-1).0/24. The ranges were
+// chosen not to overlap the host's own routes.
 const (
 	NodeIP      = "10.254.254.1"
 	NodeName    = "omikuji-e2e"
 	ServiceCIDR = "10.97.0.0/16"
-	PodCIDR     = "10.244.0.0/24"
+	PodCIDR     = "10.244.0.0/24" // node 1's
+	nodeNet     = "10.254.254.0/24"
 	bridgeName  = "omikuji0"
 	apiPort     = 6443
 	// kube-proxy serves /proxyMode on its metrics address.
@@ -55,9 +57,9 @@ current-context: omikuji-e2e
 `, NodeIP, apiPort, c.file("pki", "ca.crt"), name, c.file("pki", name+".crt"), c.file("pki", name+".key"), name))
 }
 
-// containerdConfig is containerd 1.6's config (version 2) with its own root,
-// state and socket under the cluster directory.
-func (c *Cluster) containerdConfig() string {
+// containerdConfig is containerd 1.6's config (version 2) with the node's
+// own root, state and socket under the cluster directory.
+func (c *Cluster) containerdConfig(n *Node) string {
 	return fmt.Sprintf(`version = 2
 root = %[1]q
 state = %[2]q
@@ -85,16 +87,22 @@ state = %[2]q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = %[6]q
-`, c.file("containerd", "root"), c.file("containerd", "state"), c.containerdSocket(),
-		c.file("containerd", "opt"), PauseImage, c.file("cni", "net.d"))
+`, c.nodeFile(n, "containerd", "root"), c.nodeFile(n, "containerd", "state"), c.containerdSocket(n),
+		c.nodeFile(n, "containerd", "opt"), PauseImage, c.nodeFile(n, "cni", "net.d"))
 }
 
-func (c *Cluster) containerdSocket() string { return c.file("containerd", "containerd.sock") }
+func (c *Cluster) containerdSocket(n *Node) string {
+	return c.nodeFile(n, "containerd", "containerd.sock")
+}
 
 // cniConfig is one bridge with host-local addresses. hairpinMode lets a pod
 // reach itself through the Service; ipMasq is off because pods never leave
-// the node, which also keeps the plugin out of the host's NAT table.
-func (c *Cluster) cniConfig() string {
+// the nodes, which also keeps the plugin out of the host's NAT table. Each
+// node's bridge is in its own network namespace. Pods get routes, through
+// the bridge, to the other nodes' pods, to the node IPs (a connection
+// forwarded from another node keeps its source) and to the Services, and no
+// default route: nothing else is theirs to reach.
+func (c *Cluster) cniConfig(n *Node) string {
 	return fmt.Sprintf(`{
   "cniVersion": "0.4.0",
   "name": "omikuji-e2e",
@@ -108,18 +116,19 @@ func (c *Cluster) cniConfig() string {
       "ipam": {
         "type": "host-local",
         "dataDir": %q,
-        "ranges": [[{"subnet": %q}]]
+        "ranges": [[{"subnet": %q}]],
+        "routes": [{"dst": %q}, {"dst": %q}, {"dst": %q}]
       }
     }
   ]
 }
-`, bridgeName, c.file("cni", "ipam"), PodCIDR)
+`, bridgeName, c.nodeFile(n, "cni", "ipam"), n.PodCIDR, ClusterCIDR, nodeNet, ServiceCIDR)
 }
 
 // kubeletConfig: cgroupfs on this cgroup v1 VM, no swap check, image GC
 // never collects the imported images, eviction thresholds low enough for a
-// shared build machine.
-func (c *Cluster) kubeletConfig() string {
+// shared build machine. Each node's kubelet has its own cgroup root.
+func (c *Cluster) kubeletConfig(n *Node) string {
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: %[1]s
@@ -131,6 +140,7 @@ authentication:
   x509: {clientCAFile: %[2]q}
 authorization: {mode: Webhook}
 cgroupDriver: cgroupfs
+cgroupRoot: %[5]q
 failCgroupV1: false
 failSwapOn: false
 containerRuntimeEndpoint: unix://%[3]s
@@ -146,12 +156,12 @@ evictionHard:
   imagefs.available: "1%%"
 maxPods: 40
 serializeImagePulls: false
-`, NodeIP, c.file("pki", "ca.crt"), c.containerdSocket(), c.file("pod-logs"))
+`, n.IP, c.file("pki", "ca.crt"), c.containerdSocket(n), c.nodeFile(n, "pod-logs"), n.CgroupRoot)
 }
 
 // kubeProxyConfig leaves conntrack sysctls alone (all zero) and serves
 // NodePorts on the node IP only.
-func (c *Cluster) kubeProxyConfig(mode string) string {
+func (c *Cluster) kubeProxyConfig(n *Node, mode string) string {
 	return fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: %[1]s
@@ -170,5 +180,5 @@ conntrack:
   tcpCloseWaitTimeout: 0s
   udpTimeout: 0s
   udpStreamTimeout: 0s
-`, mode, c.file("kubeconfig", "kube-proxy"), NodeName, NodeIP, PodCIDR, proxyMetricsPort)
+`, mode, c.file("kubeconfig", "kube-proxy"), n.Name, n.IP, ClusterCIDR, proxyMetricsPort)
 }

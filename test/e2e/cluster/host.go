@@ -245,8 +245,9 @@ func unmountAll(dir string) error {
 	return errors.Join(errs...)
 }
 
-// cgroupRoots lists the kubepods cgroup directory in every mounted v1
-// hierarchy (and the v2 one, if any).
+// cgroupRoots lists node 1's kubepods cgroup directory in every mounted v1
+// hierarchy (and the v2 one, if any), and the cgroup roots of the other
+// nodes that exist (see Node.CgroupRoot).
 func cgroupRoots() []string {
 	entries, err := os.ReadDir("/sys/fs/cgroup")
 	if err != nil {
@@ -259,7 +260,8 @@ func cgroupRoots() []string {
 		}
 	}
 	dirs = append(dirs, "/sys/fs/cgroup/kubepods")
-	return dirs
+	others, _ := filepath.Glob("/sys/fs/cgroup/*/" + NodeName + "-*")
+	return append(dirs, others...)
 }
 
 // cgroupPIDs lists every process inside the cgroup trees rooted at roots.

@@ -51,6 +51,15 @@ func (c *Cluster) start(name, bin string, args ...string) (*Proc, error) {
 	return p, c.save()
 }
 
+// startOn starts a component of node n, in the node's network namespace.
+func (c *Cluster) startOn(n *Node, component, bin string, args ...string) (*Proc, error) {
+	if n.Netns == "" {
+		return c.start(component, bin, args...)
+	}
+	// nsenter enters the namespace and execs bin: the process keeps its PID.
+	return c.start(n.procName(component), "nsenter", append([]string{"--net=" + netnsPath(n.Netns), "--", bin}, args...)...)
+}
+
 // procStart reads the start time of a process, or an error if it is gone.
 func procStart(pid int) (uint64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

@@ -1,8 +1,9 @@
 // Command cluster brings the e2e cluster up or down by hand, for poking at
 // it with kubectl. Run it as root from test/e2e:
 //
-//	go run ./cmd/cluster up [-mode iptables|nftables]
+//	go run ./cmd/cluster up [-mode iptables|nftables] [-nodes 2]
 //	go run ./cmd/cluster mode nftables   # restart kube-proxy in another mode
+//	go run ./cmd/cluster import image.tar   # into every node's containerd
 //	go run ./cmd/cluster down
 package main
 
@@ -41,6 +42,14 @@ func main() {
 		if c, err = cluster.Current(os.Stdout); err == nil {
 			err = c.SetProxyMode(ctx, os.Args[2])
 		}
+	case "import":
+		if len(os.Args) != 3 {
+			usage()
+		}
+		var c *cluster.Cluster
+		if c, err = cluster.Current(os.Stdout); err == nil {
+			err = c.ImportImage(ctx, os.Args[2])
+		}
 	case "build":
 		if len(os.Args) != 2 {
 			usage()
@@ -56,7 +65,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: cluster up [-mode iptables|nftables] | mode iptables|nftables | down | build")
+	fmt.Fprintln(os.Stderr, "usage: cluster up [-mode iptables|nftables] [-nodes n] | mode iptables|nftables | import image.tar | down | build")
 	os.Exit(2)
 }
 
@@ -71,21 +80,31 @@ func build(ctx context.Context) (string, error) {
 func up(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	mode := fs.String("mode", "iptables", "kube-proxy mode: iptables or nftables")
+	nodes := fs.Int("nodes", 2, fmt.Sprintf("how many nodes, 1 to %d (node 2 and on run in network namespaces of their own)", cluster.MaxNodes))
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		usage()
+	}
+	if *nodes < 1 || *nodes > cluster.MaxNodes {
+		fmt.Fprintf(os.Stderr, "cluster: -nodes %d: want 1 to %d\n", *nodes, cluster.MaxNodes)
+		os.Exit(2)
 	}
 	bin, err := build(ctx)
 	if err != nil {
 		return err
 	}
-	c, err := cluster.Up(ctx, cluster.Options{ProxyMode: *mode, BinDir: bin, Log: os.Stdout})
+	c, err := cluster.Up(ctx, cluster.Options{ProxyMode: *mode, Nodes: *nodes, BinDir: bin, Log: os.Stdout})
 	if err != nil {
 		return err
 	}
-	fmt.Printf(`cluster: up (kube-proxy %s), everything in %s
-  export KUBECONFIG=%s
-  images: ctr --address %s -n k8s.io images import <docker-archive.tar>
-  NodePorts answer on %s; stop it with: go run ./cmd/cluster down
-`, *mode, c.Dir, c.Kubeconfig(), filepath.Join(c.Dir, "containerd", "containerd.sock"), cluster.NodeIP)
+	fmt.Printf("cluster: up (kube-proxy %s, %d nodes), everything in %s\n  export KUBECONFIG=%s\n", *mode, len(c.Nodes), c.Dir, c.Kubeconfig())
+	for _, n := range c.Nodes {
+		where := "the host's network namespace"
+		if n.Netns != "" {
+			where = "network namespace " + n.Netns + " (ip netns exec " + n.Netns + " ...)"
+		}
+		fmt.Printf("  node %s: NodePorts on %s, pods in %s, %s\n", n.Name, n.IP, n.PodCIDR, where)
+	}
+	fmt.Println("  images: go run ./cmd/cluster import <docker-archive.tar>   (into every node's containerd)")
+	fmt.Println("  stop it with: go run ./cmd/cluster down")
 	return nil
 }

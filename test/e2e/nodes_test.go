@@ -1,0 +1,328 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omikuji/omikuji/internal/audit"
+	"github.com/omikuji/omikuji/internal/fortune"
+	"github.com/omikuji/omikuji/test/e2e/cluster"
+)
+
+// The checks that need more than one node: where the pods run, the
+// node-local traffic policy, and a node drain.
+
+func (e *env) nodePortName(n *cluster.Node) string { return "NodePort " + n.IP }
+
+// lastNode is the node the policy and drain checks act on. The test runs on
+// node 1, so to every other node it is an outside client; kube-proxy sends a
+// node's own traffic to every endpoint whatever the traffic policy.
+func (e *env) lastNode() *cluster.Node { return e.c.Nodes[len(e.c.Nodes)-1] }
+
+// checkSpread: the topology spread put ready pods on every node.
+func (e *env) checkSpread(ctx context.Context, t *testing.T) {
+	t.Helper()
+	podNodes, err := e.k.podNodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perNode := map[string]int{}
+	for _, node := range podNodes {
+		perNode[node]++
+	}
+	var spread []string
+	for _, n := range e.c.Nodes {
+		spread = append(spread, fmt.Sprintf("%s %d", n.Name, perNode[n.Name]))
+		if perNode[n.Name] == 0 {
+			t.Errorf("no ready pod on node %s: pods per node %v", n.Name, perNode)
+		}
+	}
+	t.Logf("ready pods per node: %s", strings.Join(spread, ", "))
+}
+
+// checkNodesSeen: the pods that answered an audit run on every node.
+func (e *env) checkNodesSeen(t *testing.T, target string, r audit.Report, podNodes map[string]string) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, row := range r.Fortunes {
+		for _, p := range row.PodNames {
+			seen[podNodes[p]]++
+		}
+	}
+	for _, n := range e.c.Nodes {
+		if seen[n.Name] == 0 {
+			t.Errorf("%s: no answer from a pod on node %s (pods seen per node %v)", target, n.Name, seen)
+		}
+	}
+}
+
+// checkLocalPolicy: with externalTrafficPolicy: Local, a node's NodePort
+// picks only among that node's pods, so the audit through it fails and its
+// report names the policy; patched back to Cluster, the audit passes.
+func (e *env) checkLocalPolicy(ctx context.Context, t *testing.T, mode string) {
+	if len(e.c.Nodes) < 2 {
+		t.Skip("one node: a node-local policy has no other node to leave out")
+	}
+	want := fortune.DefaultReplicas()
+	e.serviceReady(ctx, t, want)
+	n := e.lastNode()
+	url := n.URL(nodePort)
+	podNodes, err := e.k.podNodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := map[string]bool{}
+	for p, node := range podNodes {
+		if node == n.Name {
+			local[p] = true
+		}
+	}
+	patch := func(policy string) {
+		if _, err := e.c.Kubectl(ctx, "-n", namespace, "patch", "service", serviceName,
+			"-p", fmt.Sprintf(`{"spec":{"externalTrafficPolicy":%q}}`, policy)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restored := false
+	t.Cleanup(func() {
+		if !restored {
+			patch("Cluster")
+			e.serviceReady(ctx, t, want)
+		}
+	})
+	patch("Local")
+	// Wait until the node's kube-proxy applies it: a run of draws answered
+	// only by the node's own pods.
+	if err := waitOnlyFrom(ctx, url, local, 100, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	e.forgetConnections(ctx, t)
+	r, code := e.draw(ctx, t, url, policyN, want)
+	e.report.draw(mode, e.nodePortName(n)+", externalTrafficPolicy Local", want, r)
+	causes := strings.Join(r.LikelyCauses, " ")
+	e.report.Policies = append(e.report.Policies, policyReport{
+		Mode: mode, Node: n.Name, LocalPods: len(local), Exit: code, Verdict: r.Verdict, Summary: r.Summary, Causes: causes,
+	})
+	t.Logf("through %s with externalTrafficPolicy Local (%d of %d pods on that node): exit %d, %s\nlikely causes: %s",
+		n.Name, len(local), want.Total(), code, r.Summary, causes)
+	if code != 1 || r.Verdict != audit.Inconsistent || r.Failed != 0 {
+		t.Errorf("with externalTrafficPolicy Local through %s: exit %d, verdict %s, %d draws failed; want exit 1, inconsistent, none failed", n.Name, code, r.Verdict, r.Failed)
+	}
+	if !strings.Contains(causes, "externalTrafficPolicy: Local") {
+		t.Errorf("the report does not name the node-local policy among its likely causes: %q", causes)
+	}
+	for _, row := range r.Fortunes {
+		for _, p := range row.PodNames {
+			if !local[p] {
+				t.Errorf("pod %s on node %s answered through %s with externalTrafficPolicy Local", p, podNodes[p], n.Name)
+			}
+		}
+	}
+
+	patch("Cluster")
+	restored = true
+	e.serviceReady(ctx, t, want) // every pod answers through every node again
+	r, code = e.draw(ctx, t, url, draws, want)
+	e.report.draw(mode, e.nodePortName(n)+", Cluster again", want, r)
+	if code != 0 || !r.Pass || r.Failed != 0 {
+		t.Errorf("patched back to Cluster, through %s: exit %d, verdict %s, %d draws failed: %s", n.Name, code, r.Verdict, r.Failed, r.Summary)
+	}
+	e.checkNodesSeen(t, e.nodePortName(n)+", Cluster again", r, podNodes)
+}
+
+// waitOnlyFrom draws until run draws in a row were answered by pods in pods.
+func waitOnlyFrom(ctx context.Context, url string, pods map[string]bool, run int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	streak := 0
+	var last error
+	for streak < run {
+		name, err := drawOne(ctx, url)
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: not %d draws in a row from the node's own pods after %s (last error %v)", url, run, timeout, last)
+		}
+		if err != nil || !pods[name] {
+			last, streak = err, 0
+			if err != nil {
+				time.Sleep(100 * time.Millisecond) // see waitAnswering
+			}
+			continue
+		}
+		streak++
+	}
+	return nil
+}
+
+// checkDrain: kubectl drain of the last node while a stream of draws runs
+// through node 1 loses no draw; after uncordon and a rollout the pods are
+// back on every node and the audit passes through every node.
+func (e *env) checkDrain(ctx context.Context, t *testing.T, mode string) {
+	if len(e.c.Nodes) < 2 {
+		t.Skip("one node: nothing to drain to")
+	}
+	want := fortune.DefaultReplicas()
+	pdbs := e.ensurePDBs(ctx, t)
+	e.serviceReady(ctx, t, want)
+	n := e.lastNode()
+	t.Cleanup(func() { _, _ = e.c.Kubectl(ctx, "uncordon", n.Name) })
+
+	streamCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	s := startStream(streamCtx, e.nodeURL, 4)
+	var events []string
+	event := func(what string) {
+		events = append(events, fmt.Sprintf("%.2f s %s", time.Since(s.start).Seconds(), what))
+	}
+	time.Sleep(2 * time.Second) // a baseline before anything changes
+
+	n0, start := s.done.Load(), time.Now()
+	event("drain " + n.Name)
+	// Evictions honour the PodDisruptionBudgets: kubectl retries an
+	// eviction that would take a second pod of a fortune down at once.
+	if out, err := e.c.Kubectl(ctx, "drain", n.Name, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=4m"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	event("drained")
+	if _, err := e.k.waitSettled(ctx, want, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	event("settled")
+	drainDraws, drainTime := s.done.Load()-n0, time.Since(start)
+	podNodes, err := e.k.podNodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, node := range podNodes {
+		if node == n.Name {
+			t.Errorf("pod %s still runs on the drained node %s", p, n.Name)
+		}
+	}
+
+	n1, start := s.done.Load(), time.Now()
+	if _, err := e.c.Kubectl(ctx, "uncordon", n.Name); err != nil {
+		t.Fatal(err)
+	}
+	event("uncordon, rollout restart")
+	deployments := fortune.IDs()
+	if _, err := e.c.Kubectl(ctx, append([]string{"-n", namespace, "rollout", "restart", "deployment"}, deployments...)...); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range deployments {
+		if _, err := e.c.Kubectl(ctx, "-n", namespace, "rollout", "status", "deployment/"+d, "--timeout=3m"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.k.waitSettled(ctx, want, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	event("rollouts complete, settled")
+	rolloutDraws, rolloutTime := s.done.Load()-n1, time.Since(start)
+	time.Sleep(2 * time.Second)
+	stop()
+	streamed := s.wait()
+	failed, when := failures(streamed)
+	e.report.Drains = append(e.report.Drains, drainReport{
+		Mode: mode, Node: n.Name, PDBs: pdbs, Draws: len(streamed), Failed: failed, Slow: slow(streamed, time.Second),
+		Failures: when, Timeline: strings.Join(events, "; "),
+		DuringDrain: drainDraws, DrainSeconds: drainTime.Seconds(),
+		DuringRollout: rolloutDraws, RolloutSeconds: rolloutTime.Seconds(),
+	})
+	t.Logf("%d draws through %s: %d while %s drained (%.1f s), %d during uncordon and rollout (%.1f s); %d failed; PDBs %s\ntimeline: %s",
+		len(streamed), e.c.Nodes[0].Name, drainDraws, n.Name, drainTime.Seconds(), rolloutDraws, rolloutTime.Seconds(), failed, pdbs, strings.Join(events, "; "))
+	if failed != 0 {
+		t.Errorf("%d of %d draws failed: %s\ntimeline: %s", failed, len(streamed), when, strings.Join(events, "; "))
+	}
+	if drainDraws < 100 || rolloutDraws < 100 {
+		t.Errorf("too few draws to show anything: %d during the drain, %d during the rollout", drainDraws, rolloutDraws)
+	}
+
+	e.checkSpread(ctx, t) // the rollout brought pods back to the node
+	e.serviceReady(ctx, t, want)
+	if podNodes, err = e.k.podNodes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, node := range e.c.Nodes {
+		r, code := e.draw(ctx, t, node.URL(nodePort), draws, want)
+		name := e.nodePortName(node) + ", after drain and rollout"
+		e.report.draw(mode, name, want, r)
+		if code != 0 || !r.Pass || r.Failed != 0 {
+			t.Errorf("%s: exit %d, verdict %s, %d draws failed: %s", name, code, r.Verdict, r.Failed, r.Summary)
+		}
+		e.checkNodesSeen(t, name, r, podNodes)
+	}
+}
+
+// ensurePDBs makes sure every fortune has a PodDisruptionBudget: the deploy
+// kit's where it has one, otherwise one the test adds (maxUnavailable: 1).
+// It says whose they are.
+func (e *env) ensurePDBs(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	var list struct {
+		Items []struct {
+			Metadata struct {
+				Name   string            `json:"name"`
+				Labels map[string]string `json:"labels"`
+			} `json:"metadata"`
+			Spec struct {
+				MaxUnavailable any `json:"maxUnavailable"`
+				MinAvailable   any `json:"minAvailable"`
+				Selector       struct {
+					MatchLabels map[string]string `json:"matchLabels"`
+				} `json:"selector"`
+			} `json:"spec"`
+		}
+	}
+	if err := e.k.json(ctx, &list, "-n", namespace, "get", "poddisruptionbudgets"); err != nil {
+		t.Fatal(err)
+	}
+	covered := map[string]bool{}
+	ours := 0
+	for _, p := range list.Items {
+		if p.Metadata.Labels[addedByLabel] == "true" {
+			ours++
+		}
+		if id := p.Spec.Selector.MatchLabels[fortuneLabel]; id != "" {
+			covered[id] = true
+			t.Logf("PodDisruptionBudget %s covers %s: maxUnavailable %v, minAvailable %v", p.Metadata.Name, id, p.Spec.MaxUnavailable, p.Spec.MinAvailable)
+		}
+	}
+	var docs []string
+	for _, id := range fortune.IDs() {
+		if covered[id] {
+			continue
+		}
+		docs = append(docs, fmt.Sprintf(`apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: %[1]s
+  namespace: %[2]s
+  labels: {%[3]s: "true"}
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels: {app.kubernetes.io/name: omikuji, %[4]s: %[1]s}
+`, id, namespace, addedByLabel, fortuneLabel))
+	}
+	if len(docs) > 0 {
+		cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", e.c.Kubeconfig(), "apply", "-f", "-")
+		cmd.Stdin = strings.NewReader(strings.Join(docs, "---\n"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("adding PodDisruptionBudgets: %v\n%s", err, out)
+		}
+		ours += len(docs)
+	}
+	switch {
+	case ours == 0:
+		return "from the deploy kit"
+	case ours == len(fortune.IDs()):
+		return "added by the test (maxUnavailable: 1)"
+	}
+	return fmt.Sprintf("%d from the deploy kit, %d added by the test", len(fortune.IDs())-ours, ours)
+}
+
+// addedByLabel marks what the test itself adds to the cluster.
+const addedByLabel = "omikuji-e2e/added-by-test"
