@@ -185,8 +185,8 @@ func TestOdds(t *testing.T) {
 			t.Run("3-scale-live", func(t *testing.T) { e.checkScale(ctx, t, mode) })
 			t.Run("4-no-draw-lost", func(t *testing.T) { e.checkNoDrawLost(ctx, t, mode) })
 			t.Run("5-session-affinity", func(t *testing.T) { e.checkAffinity(ctx, t, mode) })
-			t.Run("7-external-traffic-policy-local", func(t *testing.T) { e.checkLocalPolicy(ctx, t, mode) })
-			t.Run("8-drain-node", func(t *testing.T) { e.checkDrain(ctx, t, mode) })
+			t.Run("8-external-traffic-policy-local", func(t *testing.T) { e.checkLocalPolicy(ctx, t, mode) })
+			t.Run("9-drain-node", func(t *testing.T) { e.checkDrain(ctx, t, mode) })
 		})
 		if !ok {
 			break // the next mode would start from an unknown state
