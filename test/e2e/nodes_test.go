@@ -69,6 +69,10 @@ func (e *env) checkLocalPolicy(ctx context.Context, t *testing.T, mode string) {
 	}
 	want := fortune.DefaultReplicas()
 	e.serviceReady(ctx, t, want)
+	// With every pod on one node, Local would leave nothing out.
+	if e.checkSpread(ctx, t); t.Failed() {
+		t.FailNow()
+	}
 	n := e.lastNode()
 	url := n.URL(nodePort)
 	podNodes, err := e.k.podNodes(ctx)
