@@ -7,13 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"github.com/omikuji/omikuji/internal/audit"
 	"github.com/omikuji/omikuji/internal/fortune"
@@ -112,8 +110,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // newProgressBar returns a live bar on stderr when it is a terminal, else nil:
 // a log or a pipe gets no control characters.
 func newProgressBar(stderr io.Writer, draws int) *progressbar.ProgressBar {
-	f, ok := stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
+	if !isTerminal(stderr) {
 		return nil
 	}
 	return progressbar.NewOptions(draws,
