@@ -67,6 +67,10 @@ trap 'exit 130' INT TERM
 
 log() { echo "bench: $*" >&2; }
 
+# Every omikuji serve puts its metrics on a free port (older builds without
+# --metrics-addr ignore the variable).
+export OMIKUJI_METRICS_ADDR=127.0.0.1:0
+
 # --- build ------------------------------------------------------------------
 # builds: the omikuji binaries to compare, each "name=path".
 log "building omikuji, bench/startup and the Express yardstick"

@@ -1,6 +1,7 @@
 package server
 
 import (
+	_ "embed"
 	"encoding/json"
 	"html"
 	"strings"
@@ -75,48 +76,6 @@ func printable(s string) string {
 // second resource; the data: icon stops browsers asking for /favicon.ico.
 // The fortune element is written exactly as the original article's check
 // expects: grep -G '<p\sclass="fortune">'.
-const slipHTML = `<!DOCTYPE html>
-<html lang="ja">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>おみくじ — {{.Label}}</title>
-<link rel="icon" href="data:,">
-<style>
-html{background:#efe4cf;color:#2b1d14}
-body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;font-family:"IPAMincho","IPAexMincho","Noto Serif CJK JP","Hiragino Mincho ProN","Yu Mincho",serif}
-.slip{box-sizing:border-box;width:min(19rem,92vw);margin:1.5rem 0;background:#fffdf7;border:3px solid #b3262d;outline:1px solid #b3262d;outline-offset:-9px;box-shadow:0 .6rem 1.4rem rgba(60,30,10,.25);text-align:center}
-.band{margin:0;padding:.7rem 0 .5rem;background:#b3262d;color:#fffdf7;font-size:1.6rem;letter-spacing:.6em;text-indent:.6em}
-.band small{display:block;font-size:.7rem;letter-spacing:.3em;font-family:Georgia,serif}
-.oracle{writing-mode:vertical-rl;display:flex;flex-direction:column;justify-content:center;gap:.5rem;height:21rem;margin:1.4rem auto .4rem}
-.oracle p{margin:0}
-.lead,.tail{font-size:1.5rem;letter-spacing:.2em}
-.lead{align-self:flex-start}
-.tail{align-self:flex-end}
-.fortune{align-self:center}
-.fortune{font-size:6rem;font-weight:bold;line-height:1.1;letter-spacing:.1em;color:#b3262d;border-block:3px double #b3262d;padding:0 .6rem}
-.ill .fortune{color:#2b1d14;border-color:#2b1d14}
-.gloss{margin:.6rem 1rem 0;font:italic 1.15rem Georgia,serif}
-.reading{margin:.2rem 0 0;font:.9rem Georgia,serif;color:#6b5444}
-.pod{margin:1rem 1rem 0;font:.8rem ui-monospace,monospace;color:#6b5444;overflow-wrap:anywhere}
-.again{display:inline-block;margin:1.1rem 0 1.4rem;padding:.55rem 1.4rem;background:#b3262d;color:#fffdf7;text-decoration:none;border-radius:.2rem;font-size:1.1rem;letter-spacing:.1em}
-.again small{display:block;font:.7rem Georgia,serif;letter-spacing:.05em}
-.again:hover,.again:focus{background:#8e1c22}
-</style>
-</head>
-<body>
-<main class="slip{{.Ill}}">
-<h1 class="band">御神籤<small lang="en">omikuji</small></h1>
-<div class="oracle">
-<p class="lead">あなたの運勢は</p>
-<p class="fortune">{{.Label}}</p>
-<p class="tail">です</p>
-</div>
-<p class="gloss" lang="en">{{.Gloss}}</p>
-<p class="reading" lang="en">{{.Reading}} · {{.ID}}</p>
-<p class="pod" lang="en">drawn from pod <code>{{.Pod}}</code></p>
-<a class="again" href="./">もう一度引く<small lang="en">draw again</small></a>
-</main>
-</body>
-</html>
-`
+//
+//go:embed slip.html
+var slipHTML string
