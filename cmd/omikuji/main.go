@@ -107,29 +107,26 @@ func (e *envReader) String(name, def string) string {
 }
 
 func (e *envReader) Bool(name string, def bool) bool {
-	v, ok := e.lookup(name)
-	if !ok {
-		return def
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		e.errs = append(e.errs, fmt.Errorf("%s=%q: want true or false", name, v))
-		return def
-	}
-	return b
+	return envParse(e, name, def, strconv.ParseBool, "true or false")
 }
 
 func (e *envReader) Duration(name string, def time.Duration) time.Duration {
+	return envParse(e, name, def, time.ParseDuration, "a duration such as 5s")
+}
+
+// envParse reads name with parse; a value it rejects is an error that
+// says what was wanted, and def stands in.
+func envParse[T any](e *envReader, name string, def T, parse func(string) (T, error), want string) T {
 	v, ok := e.lookup(name)
 	if !ok {
 		return def
 	}
-	d, err := time.ParseDuration(v)
+	x, err := parse(v)
 	if err != nil {
-		e.errs = append(e.errs, fmt.Errorf("%s=%q: want a duration such as 5s", name, v))
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: want %s", name, v, want))
 		return def
 	}
-	return d
+	return x
 }
 
 // isTerminal reports whether w is a terminal.
