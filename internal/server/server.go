@@ -41,31 +41,21 @@ const (
 	DefaultMetricsAddr = ":9090"
 )
 
-// Limits on what a client controls. They are generous for a request of a
-// few hundred bytes and short enough that a slow or idle client cannot hold
-// a connection for long.
+// Limits on what a client controls (docs/service.md#limits).
 const (
-	// ReadTimeout bounds a whole request, from the connection's first byte
-	// or the previous response: requests here have no body, so a client
+	// ReadTimeout bounds a whole request: they have no body, so a client
 	// that has not sent one by then is stalling (slowloris) and is cut.
 	ReadTimeout  = 5 * time.Second
 	WriteTimeout = 10 * time.Second
-	// IdleTimeout only matters with KeepAlive, between draws on one
-	// connection. It is longer than the usual cloud load balancer idle
-	// timeout (60 s) so that the balancer, not the server, closes idle
-	// pooled connections.
-	IdleTimeout = 90 * time.Second
-	// MaxHeaderBytes bounds the request line and headers.
+	// IdleTimeout is for KeepAlive draws; above the usual cloud load
+	// balancer's 60 s, so that the balancer closes pooled connections.
+	IdleTimeout    = 90 * time.Second
 	MaxHeaderBytes = 16 << 10
-	// DefaultMaxConns bounds the public port's open connections; past it a
-	// new connection gets a 503 and is closed. At about 30 KiB each it also
-	// bounds memory, and New lowers it below the descriptor limit.
+	// DefaultMaxConns bounds the public port's connections (past it: 503);
+	// at about 30 KiB each it also bounds memory.
 	DefaultMaxConns = 1024
-	// metricsMaxConns bounds the metrics port's: a few scrapers.
 	metricsMaxConns = 16
-	// maxRequestBody bounds a request body read before the handler sees the
-	// request. Nothing here takes a body; a small one still gets its 405.
-	maxRequestBody = 64 << 10
+	maxRequestBody  = 64 << 10 // nothing takes one; a small one still gets its 405
 )
 
 // The shutdown sequence: readiness fails at once, the server keeps serving
@@ -83,27 +73,20 @@ const (
 // Config describes one replica.
 type Config struct {
 	Fortune fortune.Fortune
-	// Pod is the name shown on the page and in JSON.
-	Pod string
+	Pod     string // shown on the page and in JSON
 	// KeepAlive false (the default) closes the connection after every
-	// answer, so that each draw arrives on a new connection and the
-	// balancer picks a new pod for it. True lets draws (only draws) reuse
-	// the connection.
+	// answer, so that each draw is a new connection and the balancer picks
+	// a new pod for it; true lets draws (only draws) reuse it.
 	KeepAlive bool
-	// Logger receives structured logs; nil discards them.
-	Logger *slog.Logger
-	// Drain is how long Run keeps serving with failing readiness once
-	// stopped; 0 stops at once (cmd/omikuji passes DefaultDrain).
-	Drain time.Duration
+	Logger    *slog.Logger  // nil discards
+	Drain     time.Duration // readiness fails this long before the listeners close; 0: none
 	// ShutdownTimeout bounds the wait for in-flight requests after the
 	// drain; 0 means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
-	// MaxConns bounds the public port's open connections; 0 means
-	// DefaultMaxConns.
-	MaxConns int
-	// Registry receives the draw counter, labelled with the pod, so that
-	// several replicas can share one scrape (local mode); nil means a
-	// registry of the server's own, with Go and process metrics.
+	MaxConns        int // the public port's connections; 0 means DefaultMaxConns
+	// Registry receives the draw counter labelled with the pod, so that
+	// replicas can share one scrape (local mode); nil: a registry of the
+	// server's own, with Go and process metrics.
 	Registry *prometheus.Registry
 }
 
@@ -142,13 +125,11 @@ func New(cfg Config) *Server {
 	if limit := descriptorLimit() - metricsMaxConns - 64; limit > 0 && cfg.MaxConns > limit {
 		cfg.MaxConns = limit
 	}
-	reg, own := cfg.Registry, cfg.Registry == nil
-	var registerer prometheus.Registerer = reg
-	if own {
+	reg := cfg.Registry
+	var registerer prometheus.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"pod": cfg.Pod}, reg)
+	if reg == nil {
 		reg = NewRegistry()
 		registerer = reg
-	} else {
-		registerer = prometheus.WrapRegistererWith(prometheus.Labels{"pod": cfg.Pod}, reg)
 	}
 	draws := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "omikuji_draws_total",
