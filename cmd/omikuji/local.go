@@ -59,6 +59,9 @@ func runLocal(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	printOdds(stdout, sys.URL(), counts, *balancer, *keepAlive)
+	if u := sys.MetricsURL(); u != "" {
+		fmt.Fprintf(stdout, "metrics of every replica: %s\n", u)
+	}
 	<-ctx.Done()
 	if err := sys.Close(); err != nil {
 		fmt.Fprintf(stderr, "omikuji local: %v\n", err)

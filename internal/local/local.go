@@ -71,6 +71,7 @@ type System struct {
 	cfg      Config
 	log      *slog.Logger
 	front    net.Listener
+	metrics  net.Listener // nil without MetricsAddr
 	replicas []Replica
 
 	mu    sync.Mutex // guards rng, next and conns
@@ -191,6 +192,7 @@ func (s *System) startReplicas() error {
 		if metrics, err = server.Listen(s.ctx, s.cfg.MetricsAddr); err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
+		s.metrics = metrics
 	}
 	for _, f := range fortune.Catalogue {
 		for range s.cfg.Replicas[f.ID] {
@@ -246,6 +248,15 @@ func (s *System) podName(id string, taken map[string]bool) string {
 
 // URL is the front listener's address, e.g. "http://127.0.0.1:8080/".
 func (s *System) URL() string { return "http://" + s.front.Addr().String() + "/" }
+
+// MetricsURL is where every replica's metrics are scraped, e.g.
+// "http://127.0.0.1:9090/metrics"; "" without Config.MetricsAddr.
+func (s *System) MetricsURL() string {
+	if s.metrics == nil {
+		return ""
+	}
+	return "http://" + s.metrics.Addr().String() + server.MetricsPath
+}
 
 // Replicas lists the running replicas in balancing order.
 func (s *System) Replicas() []Replica { return append([]Replica(nil), s.replicas...) }
