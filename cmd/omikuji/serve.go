@@ -34,7 +34,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	id := fs.String("fortune", env.String("OMIKUJI_FORTUNE", ""), "fortune to serve, one of the catalogue IDs (env OMIKUJI_FORTUNE)")
 	addr := fs.String("addr", env.String("OMIKUJI_ADDR", server.DefaultAddr), "listen address of the draw and the probes (env OMIKUJI_ADDR)")
 	metricsAddr := fs.String("metrics-addr", env.String("OMIKUJI_METRICS_ADDR", server.DefaultMetricsAddr), "listen address of /metrics; empty serves none (env OMIKUJI_METRICS_ADDR)")
-	pod := fs.String("pod", env.String("OMIKUJI_POD", hostname), "pod name shown on the slip and in JSON (env OMIKUJI_POD; default the host name)")
+	pod := fs.String("pod", env.String("OMIKUJI_POD", hostname), "pod name shown on the slip and in JSON; the host name unless set (env OMIKUJI_POD)")
 	logLevel := fs.String("log-level", env.String("OMIKUJI_LOG_LEVEL", "info"), "debug, info, warn or error (env OMIKUJI_LOG_LEVEL)")
 	keepAlive := fs.Bool("keep-alive", env.Bool("OMIKUJI_KEEP_ALIVE", false), "let draw connections persist: reloads then stick to one pod (env OMIKUJI_KEEP_ALIVE)")
 	drain := fs.Duration("drain", env.Duration("OMIKUJI_DRAIN", server.DefaultDrain), "on SIGTERM, keep serving this long with readiness failing before closing the listener (env OMIKUJI_DRAIN)")

@@ -88,8 +88,9 @@ func TestEveryAnswerButADrawCloses(t *testing.T) {
 // refused at once (503) instead of held, so the server's descriptors stay
 // bounded whatever clients do, and it serves again once the holders are
 // cut by the read timeout.
+// It counts the process's descriptors, so it must not run in parallel with
+// other tests.
 func TestConnectionsAreBounded(t *testing.T) {
-	t.Parallel()
 	const maxConns, clients = 8, 48
 	cfg := testConfig("great-fortune", false)
 	cfg.MaxConns = maxConns
