@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,23 +20,44 @@ import (
 	"github.com/omikuji/omikuji/internal/fortune"
 )
 
-// runDraw draws fortunes from a running omikuji and audits the odds. Exit
-// codes: 0 consistent, 1 a test failed at --alpha, 2 bad input or no draw
+// headerFlags collects repeatable -H 'Name: value' flags.
+type headerFlags []audit.Header
+
+func (h *headerFlags) String() string { return "" }
+func (h *headerFlags) Set(raw string) error {
+	parsed, err := audit.ParseHeader(raw)
+	if err != nil {
+		return err
+	}
+	*h = append(*h, parsed)
+	return nil
+}
+
+// runDraw draws from a load balancer and audits the odds. Exit codes: 0
+// consistent, 1 a deciding test failed at --alpha, 2 bad input or no draw
 // succeeded.
 func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("omikuji draw", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: omikuji draw URL [flags]\n\nDraws fortunes from URL, each on a new TCP connection, and tests whether the\nodds match --expect and whether each draw is independent of the last.\nExit 0 consistent, 1 inconsistent, 2 error.\n\n")
+		fmt.Fprintf(stderr, "usage: omikuji draw URL [flags]\n\nDraws from URL, each draw on a new TCP connection, and tests whether the group\nshares match --expect, whether the backends within each group share evenly,\nand whether each draw is independent of the last.\nExit 0 consistent, 1 inconsistent, 2 error.\n\n")
 		fs.PrintDefaults()
 	}
-	o := audit.Options{}
-	fs.IntVar(&o.Draws, "n", 1000, "number of draws")
-	fs.IntVar(&o.Concurrency, "c", 4, "draws in flight at once")
-	fs.DurationVar(&o.Timeout, "timeout", 5*time.Second, "per draw, from connecting to the last byte")
-	fs.BoolVar(&o.KeepAlive, "keep-alive", false, "reuse one connection per worker (shows keep-alive pinning)")
-	expectFlag := fs.String("expect", fortune.DefaultReplicas().String(), "expected weights id=n,...; fortunes left out weigh 0")
-	alpha := fs.Float64("alpha", 0.001, "significance level of both tests, in (0, 1)")
+	a := audit.Audit{}
+	var headers headerFlags
+	fs.IntVar(&a.Draws, "n", 1000, "number of draws, 1 to 1000000")
+	fs.IntVar(&a.Concurrency, "c", 4, fmt.Sprintf("draws in flight at once, 1 to %d", audit.MaxConcurrency))
+	fs.DurationVar(&a.Timeout, "timeout", 5*time.Second, "per draw, from connecting to the last byte")
+	fs.DurationVar(&a.MaxTime, "max-time", 0, "deadline for the whole run, e.g. 2m (0: none)")
+	fs.BoolVar(&a.KeepAlive, "keep-alive", false, "reuse one connection per worker (shows keep-alive pinning)")
+	backendFlag := fs.String("backend", audit.KindOmikuji, "how an answer names its backend: omikuji | header:NAME | json:PATH | regex:RE")
+	groupFlag := fs.String("group", "default", "how backends form groups: default (the fortune for omikuji, else each backend) | regex:RE")
+	expectFlag := fs.String("expect", "", "expected shares: uniform | uniform:N | group=weight,... (default: "+fortune.DefaultReplicas().String()+" for omikuji, uniform otherwise)")
+	testsFlag := fs.String("tests", strings.Join(audit.AllTests, ","), "the tests that decide the exit code, from fit,uniform,independence")
+	fs.Var(&headers, "H", "request header 'Name: value', repeatable (Host: sets the host)")
+	fs.StringVar(&a.Method, "method", "GET", "GET or HEAD (HEAD needs --backend header:NAME)")
+	fs.BoolVar(&a.Insecure, "insecure", false, "accept any TLS certificate (self-signed test gateways only)")
+	fs.Float64Var(&a.Alpha, "alpha", 0.001, "significance level of the tests, in (0, 1)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 
 	// The URL may come before, between or after the flags.
@@ -58,17 +80,13 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	o.URL = positional[0]
-	expect, err := fortune.ParseCounts(*expectFlag)
-	if err != nil {
-		fmt.Fprintf(stderr, "omikuji draw: --expect: %v\n", err)
+	a.URL = positional[0]
+	a.Headers = headers
+	if *expectFlag == "" && flagSet(fs, "expect") {
+		fmt.Fprintf(stderr, "omikuji draw: --expect is empty; for example --expect %s, --expect uniform or --expect uniform:10\n", fortune.DefaultReplicas())
 		return 2
 	}
-	if !(*alpha > 0 && *alpha < 1) {
-		fmt.Fprintf(stderr, "omikuji draw: --alpha must be between 0 and 1, got %v\n", *alpha)
-		return 2
-	}
-	if err := o.Validate(); err != nil {
+	if err := parseAudit(&a, *backendFlag, *groupFlag, *expectFlag, *testsFlag); err != nil {
 		fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
 		return 2
 	}
@@ -77,11 +95,11 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, stop)
-	bar := newProgressBar(stderr, o.Draws)
+	bar := newProgressBar(stderr, a.Draws)
 	if bar != nil {
-		o.OnDraw = func() { _ = bar.Add(1) }
+		a.OnDraw = func(audit.Outcome) { _ = bar.Add(1) }
 	}
-	sample, err := audit.Draw(ctx, o)
+	sample, err := audit.Draw(ctx, a.Options)
 	if bar != nil && sample.Stopped != "" {
 		// A full bar clears itself; one cut short stays, so end its line.
 		_ = bar.Exit()
@@ -91,7 +109,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
 		return 2
 	}
-	report := audit.Analyze(sample, o, expect, *alpha)
+	report := audit.Analyze(sample, a)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -104,9 +122,38 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if report.Verdict == audit.Unreachable {
-		fmt.Fprintf(stderr, "omikuji draw: no draw from %s succeeded\n", o.URL)
+		fmt.Fprintf(stderr, "omikuji draw: no draw from %s succeeded\n", report.URL)
 	}
 	return report.ExitCode()
+}
+
+// flagSet reports whether the flag name was given.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// parseAudit checks and fills in everything the flags say, before a single
+// request is sent.
+func parseAudit(a *audit.Audit, backend, group, expect, tests string) error {
+	var err error
+	if a.Backend, err = audit.ParseBackend(backend); err != nil {
+		return err
+	}
+	if a.Group, err = audit.ParseGroup(group); err != nil {
+		return err
+	}
+	if a.Expect, err = audit.ParseExpect(expect, a.Backend, a.Group); err != nil {
+		return err
+	}
+	if a.Tests, err = audit.ParseTests(tests); err != nil {
+		return err
+	}
+	if !(a.Alpha > 0 && a.Alpha < 1) {
+		return fmt.Errorf("--alpha must be between 0 and 1, got %v; for example --alpha 0.001", a.Alpha)
+	}
+	return a.Validate()
 }
 
 // newProgressBar returns a live bar on stderr when it is a terminal, else nil:
