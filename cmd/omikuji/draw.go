@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -59,6 +60,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&a.Insecure, "insecure", false, "accept any TLS certificate (self-signed test gateways only)")
 	fs.Float64Var(&a.Alpha, "alpha", 0.001, "significance level of the tests, in (0, 1)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	htmlFile := fs.String("html", "", "also write the report as one self-contained HTML page to this file")
 
 	// The URL may come before, between or after the flags.
 	var positional []string
@@ -88,6 +90,10 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err := parseAudit(&a, *backendFlag, *groupFlag, *expectFlag, *testsFlag); err != nil {
 		fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
+		return 2
+	}
+	if err := checkOutputFile(*htmlFile); err != nil {
+		fmt.Fprintf(stderr, "omikuji draw: --html %v; for example --html report.html\n", err)
 		return 2
 	}
 
@@ -121,10 +127,54 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
 		return 2
 	}
+	if *htmlFile != "" {
+		if err := writeFileAtomically(*htmlFile, report.WriteHTML); err != nil {
+			fmt.Fprintf(stderr, "omikuji draw: --html: %v\n", err)
+			return 2
+		}
+	}
 	if report.Verdict == audit.Unreachable {
 		fmt.Fprintf(stderr, "omikuji draw: no draw from %s succeeded\n", report.URL)
 	}
 	return report.ExitCode()
+}
+
+// checkOutputFile makes sure a report can be written to path (when set)
+// before anything is drawn: its directory exists and is a directory, and
+// path is not one.
+func checkOutputFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	if info, err := os.Stat(filepath.Dir(path)); err != nil || !info.IsDir() {
+		return fmt.Errorf("%q: no directory %s to write it in", path, filepath.Dir(path))
+	}
+	if info, err := os.Stat(path); err == nil && info.IsDir() {
+		return fmt.Errorf("%q is a directory", path)
+	}
+	return nil
+}
+
+// writeFileAtomically writes through a temporary file renamed into place,
+// so that a failed write leaves no half a report.
+func writeFileAtomically(path string, write func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".omikuji-report-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // fails harmlessly after the rename
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // flagSet reports whether the flag name was given.

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,6 +105,8 @@ func TestDrawBadInputDrawsNothing(t *testing.T) {
 		{[]string{srv.URL, "--method", "POST"}, "--method \"POST\": want GET or HEAD"},
 		{[]string{srv.URL, "--method", "HEAD"}, "use --backend header:NAME"},
 		{[]string{srv.URL, "--max-time", "-1s"}, "--max-time must not be negative"},
+		{[]string{srv.URL, "--html", "/no/such/dir/report.html"}, "--html \"/no/such/dir/report.html\": no directory /no/such/dir"},
+		{[]string{srv.URL, "--html", "/tmp"}, "is a directory; for example --html report.html"},
 		{[]string{"http://user:secret@127.0.0.1:99999/"}, "bad URL \"http://***@127.0.0.1:99999/\""},
 	} {
 		code, stdout, stderr := drawCmd(tc.args...)
@@ -197,5 +201,19 @@ func TestDrawUnreachableExits2(t *testing.T) {
 	}
 	if code != 2 || r.Verdict != audit.Unreachable || r.Pass || r.Failures[audit.FailRefused] == 0 || !strings.Contains(stderr, "no draw") {
 		t.Errorf("exit %d, stderr %q, report %+v", code, stderr, r)
+	}
+}
+
+func TestDrawWritesHTML(t *testing.T) {
+	srv, _ := fortuneServer(t)
+	path := filepath.Join(t.TempDir(), "report.html")
+	code, stdout, stderr := drawCmd(srv.URL, "-n", "500", "-c", "1", "--html", path)
+	page, err := os.ReadFile(path)
+	if code != 1 || err != nil || !strings.HasPrefix(string(page), "<!DOCTYPE html>") || !strings.Contains(string(page), "INCONSISTENT") || !strings.Contains(stdout, "INCONSISTENT") {
+		t.Errorf("--html: exit %d, %v, stderr %q, page of %d bytes", code, err, stderr, len(page))
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("the report's directory holds %d files, want just the report", len(entries))
 	}
 }

@@ -160,7 +160,24 @@ func Analyze(s Sample, a Audit) Report {
 		r.Backends = append(r.Backends, BackendRow{Name: b.Name, Group: row.ID, Count: b.Count})
 	}
 	r.BackendsSeen = len(s.Backends)
-	slices.SortStableFunc(r.Backends, func(x, y BackendRow) int { return strings.Compare(x.Group+"\x00"+x.Name, y.Group+"\x00"+y.Name) })
+	order := make([]int32, len(r.Backends)) // sample index → sorted index
+	sorted := make([]int, len(r.Backends))
+	for i := range sorted {
+		sorted[i] = i
+	}
+	slices.SortStableFunc(sorted, func(x, y int) int {
+		return strings.Compare(r.Backends[x].Group+"\x00"+r.Backends[x].Name, r.Backends[y].Group+"\x00"+r.Backends[y].Name)
+	})
+	rows := make([]BackendRow, len(sorted))
+	for to, from := range sorted {
+		rows[to], order[from] = r.Backends[from], int32(to)
+	}
+	r.Backends = rows
+	for i, c := range r.Strip {
+		if c != Failed {
+			r.Strip[i] = order[c]
+		}
+	}
 
 	observed, weights := make([]int, len(r.Fortunes)), make([]int, len(r.Fortunes))
 	total := 0
