@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -61,6 +62,9 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&a.Alpha, "alpha", 0.001, "significance level of the tests, in (0, 1)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	htmlFile := fs.String("html", "", "also write the report as one self-contained HTML page to this file")
+	watch := fs.Bool("watch", false, "draw continuously and judge each --window; live view on a terminal, one JSON line per window otherwise")
+	fs.Float64Var(&a.Rate, "rate", 0, fmt.Sprintf("draws started per second at most (default %g with --watch, else unlimited)", audit.DefaultRate))
+	window := fs.Int("window", audit.DefaultWindow, "with --watch: draws per judged window")
 
 	// The URL may come before, between or after the flags.
 	var positional []string
@@ -88,9 +92,29 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "omikuji draw: --expect is empty; for example --expect %s, --expect uniform or --expect uniform:10\n", fortune.DefaultReplicas())
 		return 2
 	}
+	if *watch {
+		if !flagSet(fs, "rate") {
+			a.Rate = audit.DefaultRate
+		}
+		if a.Rate <= 0 {
+			fmt.Fprintf(stderr, "omikuji draw: --rate must be a positive number of draws per second, got %v; for example --rate 5\n", a.Rate)
+			return 2
+		}
+		if *expectFlag == "" {
+			// Scaling changes what to expect: judge against the backends
+			// answering now, which is what kube-proxy promises.
+			*expectFlag = audit.ExpectUniform
+		}
+	}
 	if err := parseAudit(&a, *backendFlag, *groupFlag, *expectFlag, *testsFlag); err != nil {
 		fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
 		return 2
+	}
+	if *watch {
+		if err := audit.ValidateWindow(*window, a.Expect); err != nil {
+			fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
+			return 2
+		}
 	}
 	if err := checkOutputFile(*htmlFile); err != nil {
 		fmt.Fprintf(stderr, "omikuji draw: --html %v; for example --html report.html\n", err)
@@ -101,6 +125,9 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, stop)
+	if *watch {
+		return runWatch(ctx, a, *window, *asJSON, *htmlFile, stdout, stderr)
+	}
 	bar := newProgressBar(stderr, a.Draws)
 	if bar != nil {
 		a.OnDraw = func(audit.Outcome) { _ = bar.Add(1) }
@@ -137,6 +164,61 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "omikuji draw: no draw from %s succeeded\n", report.URL)
 	}
 	return report.ExitCode()
+}
+
+// runWatch draws until Ctrl-C: a live view redrawn in place on a terminal,
+// one JSON object per completed window otherwise; then the final report of
+// the last window of draws.
+func runWatch(ctx context.Context, a audit.Audit, window int, asJSON bool, htmlFile string, stdout, stderr io.Writer) int {
+	w := audit.Watch{Audit: a, Window: window}
+	var outMu sync.Mutex
+	if isTerminal(stdout) {
+		w.Every = 500 * time.Millisecond
+		w.Live = func(r audit.Report, changes []audit.Change) {
+			outMu.Lock()
+			defer outMu.Unlock()
+			fmt.Fprint(stdout, "\x1b[H\x1b[2J") // home, clear: redraw in place
+			_ = audit.WriteLive(stdout, r, changes, true, time.Now())
+		}
+	} else {
+		enc := json.NewEncoder(stdout)
+		w.Completed = func(s audit.WindowSummary) {
+			outMu.Lock()
+			defer outMu.Unlock()
+			_ = enc.Encode(s)
+		}
+	}
+	final, changes := w.Run(ctx)
+	outMu.Lock()
+	defer outMu.Unlock()
+	if isTerminal(stdout) {
+		fmt.Fprint(stdout, "\x1b[H\x1b[2J")
+	}
+	var err error
+	if asJSON {
+		err = json.NewEncoder(stdout).Encode(final)
+	} else {
+		err = final.WriteText(stdout)
+		if err == nil && len(changes) > 0 {
+			fmt.Fprintln(stdout, "Changes of the odds while watching:")
+			for _, c := range changes {
+				fmt.Fprintf(stdout, "  %s window %d: %s\n", c.At.Format(time.RFC3339), c.Window, c.Summary)
+			}
+		}
+	}
+	if err == nil && htmlFile != "" {
+		err = writeFileAtomically(htmlFile, final.WriteHTML)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
+		return 2
+	}
+	return final.ExitCode()
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // checkOutputFile makes sure a report can be written to path (when set)

@@ -139,6 +139,11 @@ func Analyze(s Sample, a Audit) Report {
 	for i, g := range a.Expect.Groups {
 		addRow(g, a.Expect.Weights[i])
 	}
+	if a.Group.Re == nil && (a.Backend.Kind == "" || a.Backend.Kind == KindOmikuji) {
+		for _, f := range fortune.Catalogue { // fortunes in catalogue order, whatever --expect says
+			addRow(f.ID, 0)
+		}
+	}
 	var others []string
 	for _, b := range s.Backends {
 		if g := a.Group.Of(b.Name, b.Group); !slices.Contains(a.Expect.Groups, g) {
@@ -345,17 +350,25 @@ const nodeLocal = "a node-local traffic policy (externalTrafficPolicy: Local, or
 func (r *Report) oddsCauses() []string {
 	var causes []string
 	if !r.Independence.Passed {
-		if float64(r.Repeats) < r.RepeatsExpected {
-			cause := fmt.Sprintf("The balancer deals the backends out in a fixed order instead of choosing at random: consecutive draws came from the same backend %d times where chance expects %.0f. That is round-robin cycling (kube-proxy IPVS with rr, a round-robin proxy or ingress in front), or with weights a deterministic weighted cycle (nginx upstream weight=, a smooth weighted round-robin).", r.Repeats, r.RepeatsExpected)
-			// Dealing backends out in turn also makes the shares too
-			// exact: the statistic falls in the lower tail.
-			if g := r.GoodnessOfFit; g.Applicable && g.DF > 0 && (distuv.ChiSquared{K: float64(g.DF)}).CDF(g.Statistic) < r.Alpha {
-				cause += " The shares are also closer to the weights than chance allows, as when backends are dealt out in turn."
-			}
-			causes = append(causes, cause)
-		} else {
-			causes = append(causes, fmt.Sprintf("Consecutive draws stick to one backend: the same backend answered twice in a row %d times where chance expects %.0f. Keep-alive pinning (a proxy in between reuses connections), session affinity (sessionAffinity: ClientIP, a sticky cookie) or a backend that answers in bursts.", r.Repeats, r.RepeatsExpected))
+		// Repeats of one backend, against chance: far fewer is dealing out
+		// in turn, far more is sticking; in between, some other order.
+		z := (float64(r.Repeats) - r.RepeatsExpected) / math.Sqrt(max(r.RepeatsExpected, 1))
+		repeats := fmt.Sprintf("consecutive draws came from the same backend %d times where chance expects %.0f", r.Repeats, r.RepeatsExpected)
+		var cause string
+		switch {
+		case z > 3:
+			cause = fmt.Sprintf("Consecutive draws stick to one backend: %s. Keep-alive pinning (a proxy in between reuses connections), session affinity (sessionAffinity: ClientIP, a sticky cookie) or a backend that answers in bursts.", repeats)
+		case z < -3:
+			cause = fmt.Sprintf("The balancer deals the backends out in a fixed order instead of choosing at random: %s. That is round-robin cycling (kube-proxy IPVS with rr, a round-robin proxy or ingress in front), or with weights a deterministic weighted cycle (nginx upstream weight=, a smooth weighted round-robin).", repeats)
+		default:
+			cause = fmt.Sprintf("Which backend comes next follows from the one before, in a fixed pattern (%s, about as chance would): a deterministic weighted cycle (nginx upstream weight=, a smooth weighted round-robin such as HAProxy's or IPVS wrr), or round-robin cycling over backends that share names.", repeats)
 		}
+		// Dealing backends out in turn also makes the shares too exact:
+		// the statistic falls in the lower tail.
+		if g := r.GoodnessOfFit; z <= 3 && g.Applicable && g.DF > 0 && (distuv.ChiSquared{K: float64(g.DF)}).CDF(g.Statistic) < r.Alpha {
+			cause += " The shares are also closer to the weights than chance allows, as when backends are dealt out in turn."
+		}
+		causes = append(causes, cause)
 	}
 	if !r.Uniformity.Passed {
 		if r.BackendsWanted > 0 && r.BackendsSeen < r.BackendsWanted {

@@ -308,3 +308,49 @@ func Repeats(seq []int, k int) (observed int, expected float64) {
 	}
 	return observed, expected / float64(len(seq))
 }
+
+// Homogeneity tests whether two samples of counts over the same categories
+// (backends) come from the same shares: a chi-square test on the 2×k table.
+// Categories are merged, rarest first, until every cell expects at least
+// MinExpected; a category seen in only one sample stays a cell of its own
+// when it is common enough, which is how a new or vanished backend shows.
+func Homogeneity(a, b []int, alpha float64) Test {
+	t := Test{Name: "chi-square homogeneity of two windows", Passed: true}
+	na, nb := 0, 0
+	type column struct{ a, b int }
+	var cols []column
+	for i := range a {
+		if a[i]+b[i] > 0 {
+			cols = append(cols, column{a[i], b[i]})
+		}
+		na += a[i]
+		nb += b[i]
+	}
+	n := na + nb
+	if na == 0 || nb == 0 {
+		t.Note = "a window without successful draws"
+		return t
+	}
+	small := min(na, nb)
+	slices.SortStableFunc(cols, func(x, y column) int { return (x.a + x.b) - (y.a + y.b) })
+	// The sparsest cell is the smaller sample's share of the rarest column.
+	for len(cols) > 1 && float64(cols[0].a+cols[0].b)*float64(small)/float64(n) < MinExpected {
+		cols[1] = column{cols[0].a + cols[1].a, cols[0].b + cols[1].b}
+		cols = cols[1:]
+		slices.SortStableFunc(cols, func(x, y column) int { return (x.a + x.b) - (y.a + y.b) })
+	}
+	if len(cols) < 2 {
+		t.Note = "too few draws to compare the windows"
+		return t
+	}
+	var cells []cell
+	for _, c := range cols {
+		total := float64(c.a + c.b)
+		cells = append(cells, cell{float64(c.a), total * float64(na) / float64(n)}, cell{float64(c.b), total * float64(nb) / float64(n)})
+	}
+	t.Applicable = true
+	t.DF = len(cols) - 1
+	t.Statistic, t.PValue = chiSquare(cells, t.DF)
+	t.Passed = t.PValue >= alpha
+	return t
+}
