@@ -237,8 +237,11 @@ func Draw(ctx context.Context, o Options) (Sample, error) {
 	)
 	for range min(o.Concurrency, o.Draws) {
 		wg.Go(func() {
-			client, closeIdle := newClient(o)
-			defer closeIdle()
+			client, err := newClient(target, o)
+			if err != nil {
+				return // ParseURL accepted it: cannot happen
+			}
+			defer client.close()
 			for {
 				if pace != nil {
 					select {
@@ -251,7 +254,7 @@ func Draw(ctx context.Context, o Options) (Sample, error) {
 				if i >= int64(o.Draws) {
 					return
 				}
-				out := drawOnce(ctx, client, target, o)
+				out := client.draw(ctx)
 				if ctx.Err() != nil {
 					return // cut short by us or the caller: not a real outcome
 				}
@@ -343,83 +346,6 @@ func (r *recorder) sample() Sample {
 	}
 	s.Seq = seq
 	return s
-}
-
-// newClient returns a client for one worker. Without keep-alive every request
-// dials a new TCP connection, so the balancer draws a backend each time; with
-// it the worker keeps its single connection, hence its single backend.
-func newClient(o Options) (*http.Client, func()) {
-	transport := &http.Transport{
-		Proxy:                  nil, // draw straight from the balancer, never through a proxy
-		DialContext:            (&net.Dialer{Timeout: o.Timeout}).DialContext,
-		DisableKeepAlives:      !o.KeepAlive,
-		MaxIdleConns:           1,
-		MaxIdleConnsPerHost:    1,
-		MaxConnsPerHost:        1,
-		TLSHandshakeTimeout:    o.Timeout,
-		ResponseHeaderTimeout:  o.Timeout,
-		MaxResponseHeaderBytes: maxHeaderBytes,
-		// A draw is one plain request: no transparent gzip, whose bodies
-		// would pass the size limit compressed.
-		DisableCompression: true,
-	}
-	if o.Insecure {
-		transport.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --insecure, for self-signed test gateways
-	}
-	client := &http.Client{
-		Transport: transport,
-		Timeout:   o.Timeout,
-		// A redirect would draw from somewhere else: count it as a failure.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	return client, transport.CloseIdleConnections
-}
-
-func newRequest(ctx context.Context, target string, o Options) (*http.Request, error) {
-	method := o.Method
-	if method == "" {
-		method = http.MethodGet
-	}
-	req, err := http.NewRequestWithContext(ctx, method, target, nil)
-	if err != nil {
-		return nil, err
-	}
-	if o.Backend.Kind == "" || o.Backend.Kind == KindOmikuji || o.Backend.Kind == KindJSON {
-		req.Header.Set("Accept", "application/json")
-	}
-	for _, h := range o.Headers {
-		if h.Name == "Host" {
-			req.Host = h.Value
-			continue
-		}
-		req.Header.Add(h.Name, h.Value)
-	}
-	return req, nil
-}
-
-func drawOnce(ctx context.Context, client *http.Client, target string, o Options) Outcome {
-	req, err := newRequest(ctx, target, o)
-	if err != nil {
-		return Outcome{Failure: FailOther, Err: redactErr(o.URL, err)}
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return Outcome{Failure: classify(err), Err: transportMessage(err)}
-	}
-	// Closing an unread body closes the connection: an oversized or endless
-	// body is never drained.
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
-		return Outcome{Failure: classify(err), Err: transportMessage(err)}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return Outcome{Failure: "http_status_" + strconv.Itoa(resp.StatusCode), Err: truncate(resp.Status)}
-	}
-	if len(body) > maxBody {
-		return Outcome{Failure: FailBadBody, Err: fmt.Sprintf("answer longer than %d bytes", maxBody)}
-	}
-	return identify(o.Backend, resp.Header, body)
 }
 
 // identify names the backend (and for omikuji the group) of an answer.
