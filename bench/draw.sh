@@ -7,8 +7,9 @@
 #
 #   bench/draw.sh [--rounds R] [--seconds S]
 #
-# Prints a Markdown table: target, -c, draws/s, wrk req/s, ratio (median
-# of the rounds).
+# Prints a Markdown table: target, -c, draws/s and wrk req/s (medians of
+# the rounds), the median ratio and each round's ratio (wrk, then draw,
+# back to back).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=3 seconds=4
@@ -60,8 +61,8 @@ wrk_rate() {
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-echo "| target | -c | omikuji draw, draws/s | wrk Connection: close, req/s | ratio |"
-echo "|---|---|---|---|---|"
+echo "| target | -c | omikuji draw, draws/s | wrk Connection: close, req/s | ratio (median) | ratio per round |"
+echo "|---|---|---|---|---|---|"
 for target in local serve; do
   if [ "$target" = local ]; then url="http://127.0.0.1:$port_local/"; else url="http://127.0.0.1:$port_serve/"; fi
   for c in 1 4 16; do
@@ -73,6 +74,7 @@ for target in local serve; do
       echo "$w" >>"$tmp/wrk"; echo "$d" >>"$tmp/draws"
       python3 -c "print($d/$w)" >>"$tmp/ratios"
     done
-    printf '| %s | %d | %.0f | %.0f | %.2f× |\n' "$target" "$c" "$(median <"$tmp/draws")" "$(median <"$tmp/wrk")" "$(median <"$tmp/ratios")"
+    printf '| %s | %d | %.0f | %.0f | %.2f× | %s |\n' "$target" "$c" "$(median <"$tmp/draws")" "$(median <"$tmp/wrk")" "$(median <"$tmp/ratios")" \
+      "$(xargs printf '%.2f ' <"$tmp/ratios")"
   done
 done

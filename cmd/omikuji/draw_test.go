@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,5 +216,27 @@ func TestDrawWritesHTML(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Dir(path))
 	if len(entries) != 1 {
 		t.Errorf("the report's directory holds %d files, want just the report", len(entries))
+	}
+}
+
+// Every flag of `omikuji draw -h` is documented in docs/draw.md.
+func TestDrawDocListsEveryFlag(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/draw.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, help := drawCmd("-h")
+	flags := regexp.MustCompile(`(?m)^  -([a-zA-Z-]+)`).FindAllStringSubmatch(help, -1)
+	if len(flags) < 15 {
+		t.Fatalf("draw -h lists %d flags:\n%s", len(flags), help)
+	}
+	for _, m := range flags {
+		name := "--" + m[1]
+		if len(m[1]) == 1 {
+			name = "-" + m[1]
+		}
+		if !strings.Contains(string(doc), "| `"+name+"` |") {
+			t.Errorf("docs/draw.md's flag table lacks %s", name)
+		}
 	}
 }
