@@ -170,6 +170,11 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // one JSON object per completed window otherwise; then the final report of
 // the last window of draws.
 func runWatch(ctx context.Context, a audit.Audit, window int, asJSON bool, htmlFile string, stdout, stderr io.Writer) int {
+	if a.MaxTime > 0 { // --max-time ends a watch as Ctrl-C does
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.MaxTime)
+		defer cancel()
+	}
 	w := audit.Watch{Audit: a, Window: window}
 	var outMu sync.Mutex
 	if isTerminal(stdout) {

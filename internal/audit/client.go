@@ -109,8 +109,19 @@ func (c *client) close() {
 	}
 }
 
-// draw makes one request and reads its answer, within o.Timeout.
+// draw makes one request and reads its answer, within o.Timeout. A kept-alive
+// connection the server closed while idle is redialled once, as net/http
+// does: that is not a failed draw.
 func (c *client) draw(ctx context.Context) Outcome {
+	reused := c.conn != nil
+	out := c.try(ctx)
+	if reused && out.Failure == FailReset && ctx.Err() == nil {
+		out = c.try(ctx)
+	}
+	return out
+}
+
+func (c *client) try(ctx context.Context) Outcome {
 	deadline := time.Now().Add(c.o.Timeout)
 	if c.conn == nil {
 		dctx, cancel := context.WithDeadline(ctx, deadline)
@@ -130,7 +141,8 @@ func (c *client) draw(ctx context.Context) Outcome {
 		c.limit.conn = conn
 		c.br.Reset(&c.limit)
 	}
-	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
+	conn := c.conn // the callback may run after close clears c.conn
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	keep := false
 	defer func() {
