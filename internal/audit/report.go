@@ -533,7 +533,11 @@ func (r Report) WriteText(w io.Writer) error {
 		if len(r.Backends) > maxListedBackends {
 			more = fmt.Sprintf(", and %d more (see --json)", len(r.Backends)-maxListedBackends)
 		}
-		fmt.Fprintf(&b, "%s\n", wrap(fmt.Sprintf("%d %s answered: %s%s.", r.BackendsSeen, backendWord, strings.Join(parts, ", "), more), "", "  "))
+		word := backendWord
+		if r.BackendsSeen == 1 {
+			word = strings.TrimSuffix(word, "s")
+		}
+		fmt.Fprintf(&b, "%s\n", wrap(fmt.Sprintf("%d %s answered: %s%s.", r.BackendsSeen, word, strings.Join(parts, ", "), more), "", "  "))
 	}
 	if r.BackendsCapped {
 		fmt.Fprintf(&b, "More than %d distinct backends answered: the cap; later newcomers count as %s.\n", MaxBackends, FailTooMany)

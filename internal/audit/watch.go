@@ -227,7 +227,7 @@ func WriteLive(w io.Writer, r Report, changes []Change, colour bool, now time.Ti
 		width = max(width, len(row.ID))
 	}
 	for _, row := range r.Fortunes {
-		fmt.Fprintf(&b, "%-*s %6.1f %% of %6.1f %% expected  %3d backends  %s\n", width, row.ID, 100*row.ObservedShare, 100*row.ExpectedShare, row.Pods, bar(row.ObservedShare/2))
+		fmt.Fprintf(&b, "%-*s %6.1f %% of %6.1f %% expected  %3d backend(s)  %s\n", width, row.ID, 100*row.ObservedShare, 100*row.ExpectedShare, row.Pods, bar(row.ObservedShare/2))
 	}
 	verdict := strings.ToUpper(r.Verdict)
 	if colour {
