@@ -18,7 +18,7 @@ import (
 // connection and read back with net/http's parser. net/http's Transport
 // costs each new connection two goroutines and a round of channel hand-offs;
 // a draw is one request on one fresh connection, and the auditor must not be
-// slower than the balancer it measures (docs/decisions/0001-draw-client.md).
+// slower than the balancer it measures (docs/decisions/0010-audit-draw-client.md).
 // With keep-alive the connection is kept while the server allows it.
 type client struct {
 	o       Options
