@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -217,11 +218,6 @@ func runWatch(ctx context.Context, a audit.Audit, window int, asJSON bool, htmlF
 		return 2
 	}
 	return final.ExitCode()
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // checkOutputFile makes sure a report can be written to path (when set)
