@@ -116,8 +116,10 @@ func (e *env) checkLocalPolicy(ctx context.Context, t *testing.T, mode string) {
 	if code != 1 || r.Verdict != audit.Inconsistent || r.Failed != 0 {
 		t.Errorf("with externalTrafficPolicy Local through %s: exit %d, verdict %s, %d draws failed; want exit 1, inconsistent, none failed", n.Name, code, r.Verdict, r.Failed)
 	}
-	if !strings.Contains(causes, "externalTrafficPolicy: Local") {
-		t.Errorf("the report does not name the node-local policy among its likely causes: %q", causes)
+	for _, want := range []string{"a node-local traffic policy", "externalTrafficPolicy: Local"} {
+		if !strings.Contains(causes, want) {
+			t.Errorf("the report's likely causes do not name %q: %q", want, causes)
+		}
 	}
 	for _, row := range r.Fortunes {
 		for _, p := range row.PodNames {
