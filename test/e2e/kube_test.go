@@ -209,7 +209,7 @@ func waitAnswering(ctx context.Context, url string, want map[string]string, time
 			seen[name] = true
 		} else {
 			// Each refused connection leaves a conntrack entry that can
-			// refuse a later one (see cluster.ForgetConnections): pace the
+			// refuse a later one (see Cluster.ForgetConnections): pace the
 			// retries so there are few, which serviceReady then deletes.
 			last = err
 			time.Sleep(100 * time.Millisecond)
