@@ -49,6 +49,7 @@ func Check(kit *Kit) []error {
 		checkTopologySpread,
 		checkNetworkPolicy,
 		checkServiceMonitors,
+		checkDisruptionBudgets,
 	} {
 		errs = append(errs, check(kit)...)
 	}

@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/omikuji/omikuji/internal/fortune"
@@ -211,4 +212,5 @@ func sortByName(kit *Kit) {
 	slices.SortFunc(kit.Services, func(a, b corev1.Service) int { return byName(&a, &b) })
 	slices.SortFunc(kit.NetworkPolicies, func(a, b networkingv1.NetworkPolicy) int { return byName(&a, &b) })
 	slices.SortFunc(kit.ServiceMonitors, func(a, b ServiceMonitor) int { return byName(&a, &b) })
+	slices.SortFunc(kit.DisruptionBudgets, func(a, b policyv1.PodDisruptionBudget) int { return byName(&a, &b) })
 }
