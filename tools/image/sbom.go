@@ -119,7 +119,7 @@ func goSumHash(sum string) (string, bool) {
 }
 
 // buildSettings keeps how the binary was built (GOOS, GOARCH, CGO_ENABLED,
-// -trimpath, -ldflags…) as properties of the application.
+// -trimpath…) as properties of the application.
 func buildSettings(info *buildinfo.BuildInfo) *[]cdx.Property {
 	props := []cdx.Property{{Name: "go:toolchain", Value: info.GoVersion}}
 	for _, s := range info.Settings {
