@@ -51,6 +51,7 @@ func Check(kit *Kit) []error {
 		checkMetricsPort,
 		checkNetworkPolicy,
 		checkPodMonitors,
+		checkDisruptionBudgets,
 	} {
 		errs = append(errs, check(kit)...)
 	}

@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -28,6 +29,8 @@ type Kit struct {
 	Services        []corev1.Service
 	NetworkPolicies []networkingv1.NetworkPolicy
 	PodMonitors     []PodMonitor
+	// DisruptionBudgets are the PodDisruptionBudgets, one per fortune.
+	DisruptionBudgets []policyv1.PodDisruptionBudget
 }
 
 // PodMonitor is the part of the Prometheus Operator's monitoring.coreos.com/v1
@@ -110,6 +113,8 @@ func (kit *Kit) add(apiVersion, kind, name string, doc []byte) error {
 		err = decode(doc, &kit.NetworkPolicies)
 	case "monitoring.coreos.com/v1 PodMonitor":
 		err = decode(doc, &kit.PodMonitors)
+	case "policy/v1 PodDisruptionBudget":
+		err = decode(doc, &kit.DisruptionBudgets)
 	default:
 		err = fmt.Errorf("unexpected object (%s): the checks do not know it", gvk)
 	}
