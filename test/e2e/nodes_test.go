@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -171,7 +170,7 @@ func (e *env) checkDrain(ctx context.Context, t *testing.T, mode string) {
 		t.Skip("one node: nothing to drain to")
 	}
 	want := fortune.DefaultReplicas()
-	pdbs := e.ensurePDBs(ctx, t)
+	pdbs := e.kitPDBs(ctx, t)
 	e.serviceReady(ctx, t, want)
 	n := e.lastNode()
 	t.Cleanup(func() { _, _ = e.c.Kubectl(ctx, "uncordon", n.Name) })
@@ -262,20 +261,18 @@ func (e *env) checkDrain(ctx context.Context, t *testing.T, mode string) {
 	}
 }
 
-// ensurePDBs makes sure every fortune has a PodDisruptionBudget: the deploy
-// kit's where it has one, otherwise one the test adds (maxUnavailable: 1).
-// It says whose they are.
-func (e *env) ensurePDBs(ctx context.Context, t *testing.T) string {
+// kitPDBs checks that the deploy kit gave every fortune a
+// PodDisruptionBudget with maxUnavailable: 1, the budgets the drain must
+// honour, and names them.
+func (e *env) kitPDBs(ctx context.Context, t *testing.T) string {
 	t.Helper()
 	var list struct {
 		Items []struct {
 			Metadata struct {
-				Name   string            `json:"name"`
-				Labels map[string]string `json:"labels"`
+				Name string `json:"name"`
 			} `json:"metadata"`
 			Spec struct {
 				MaxUnavailable any `json:"maxUnavailable"`
-				MinAvailable   any `json:"minAvailable"`
 				Selector       struct {
 					MatchLabels map[string]string `json:"matchLabels"`
 				} `json:"selector"`
@@ -285,50 +282,18 @@ func (e *env) ensurePDBs(ctx context.Context, t *testing.T) string {
 	if err := e.k.json(ctx, &list, "-n", namespace, "get", "poddisruptionbudgets"); err != nil {
 		t.Fatal(err)
 	}
-	covered := map[string]bool{}
-	ours := 0
+	budgets := map[string]string{}
 	for _, p := range list.Items {
-		if p.Metadata.Labels[addedByLabel] == "true" {
-			ours++
-		}
-		if id := p.Spec.Selector.MatchLabels[fortuneLabel]; id != "" {
-			covered[id] = true
-			t.Logf("PodDisruptionBudget %s covers %s: maxUnavailable %v, minAvailable %v", p.Metadata.Name, id, p.Spec.MaxUnavailable, p.Spec.MinAvailable)
+		if id := p.Spec.Selector.MatchLabels[fortuneLabel]; id != "" && fmt.Sprint(p.Spec.MaxUnavailable) == "1" {
+			budgets[id] = p.Metadata.Name
 		}
 	}
-	var docs []string
+	var names []string
 	for _, id := range fortune.IDs() {
-		if covered[id] {
-			continue
+		if budgets[id] == "" {
+			t.Fatalf("no PodDisruptionBudget with maxUnavailable: 1 selects %s's pods (the deploy kit has one per fortune)", id)
 		}
-		docs = append(docs, fmt.Sprintf(`apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata:
-  name: %[1]s
-  namespace: %[2]s
-  labels: {%[3]s: "true"}
-spec:
-  maxUnavailable: 1
-  selector:
-    matchLabels: {app.kubernetes.io/name: omikuji, %[4]s: %[1]s}
-`, id, namespace, addedByLabel, fortuneLabel))
+		names = append(names, budgets[id])
 	}
-	if len(docs) > 0 {
-		cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", e.c.Kubeconfig(), "apply", "-f", "-")
-		cmd.Stdin = strings.NewReader(strings.Join(docs, "---\n"))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("adding PodDisruptionBudgets: %v\n%s", err, out)
-		}
-		ours += len(docs)
-	}
-	switch {
-	case ours == 0:
-		return "from the deploy kit"
-	case ours == len(fortune.IDs()):
-		return "added by the test (maxUnavailable: 1)"
-	}
-	return fmt.Sprintf("%d from the deploy kit, %d added by the test", len(fortune.IDs())-ours, ours)
+	return "from the deploy kit: " + strings.Join(names, ", ")
 }
-
-// addedByLabel marks what the test itself adds to the cluster.
-const addedByLabel = "omikuji-e2e/added-by-test"
