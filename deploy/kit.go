@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -27,24 +28,10 @@ type Kit struct {
 	Deployments     []appsv1.Deployment
 	Services        []corev1.Service
 	NetworkPolicies []networkingv1.NetworkPolicy
-	ServiceMonitors []ServiceMonitor
-}
-
-// ServiceMonitor is the part of the Prometheus Operator's
-// monitoring.coreos.com/v1 ServiceMonitor that the servicemonitor component
-// uses. Decoding is strict, so a field outside this subset fails loudly
-// rather than being dropped; widen the type when the component grows.
-type ServiceMonitor struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata"`
-	Spec              struct {
-		Selector  metav1.LabelSelector `json:"selector"`
-		Endpoints []struct {
-			Port     string `json:"port"`
-			Path     string `json:"path"`
-			Interval string `json:"interval,omitempty"`
-		} `json:"endpoints"`
-	} `json:"spec"`
+	// The Prometheus Operator's objects (components/monitoring), decoded
+	// strictly into the operator's own Go types.
+	ServiceMonitors []monitoringv1.ServiceMonitor
+	PrometheusRules []monitoringv1.PrometheusRule
 }
 
 // Build runs kustomize on dir (a directory holding a kustomization.yaml)
@@ -109,6 +96,8 @@ func (kit *Kit) add(apiVersion, kind, name string, doc []byte) error {
 		err = decode(doc, &kit.NetworkPolicies)
 	case "monitoring.coreos.com/v1 ServiceMonitor":
 		err = decode(doc, &kit.ServiceMonitors)
+	case "monitoring.coreos.com/v1 PrometheusRule":
+		err = decode(doc, &kit.PrometheusRules)
 	default:
 		err = fmt.Errorf("unexpected object (%s): the checks do not know it", gvk)
 	}
