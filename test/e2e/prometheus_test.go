@@ -68,7 +68,6 @@ func (e *env) checkPrometheus(ctx context.Context, t *testing.T, repo string) {
 
 	// 2. Over the same draws, Prometheus counts what the audit counted.
 	before := p.stableCounts(ctx, t)
-	drawStart := time.Now()
 	r, code := e.draw(ctx, t, e.nodeURL, promAuditDraws, want)
 	e.report.draw("prometheus", "NodePort, scraped", want, r)
 	if code != 0 || r.Failed != 0 {
@@ -84,27 +83,28 @@ func (e *env) checkPrometheus(ctx context.Context, t *testing.T, repo string) {
 		}
 	}
 	t.Logf("draws counted by Prometheus/the audit over the same %d draws: %s", r.Succeeded, strings.Join(lines, ", "))
-	// The rules' own form, increase() over a window from just before the
-	// draws, gives the audit's shares up to its extrapolation at the
-	// window's edges (at most half a scrape interval per target each side).
-	span := time.Since(drawStart) + 2*promInterval
-	shares, err := p.vector(ctx, fmt.Sprintf(`sum by (fortune) (increase(omikuji_draws_total{job="omikuji"}[%ds]))`, int(math.Ceil(span.Seconds()))))
+	// The recording rule's observed shares: the window holds only these
+	// draws (Prometheus began scraping after the earlier ones). increase()
+	// extrapolates each pod's count to the window's end by up to one scrape
+	// interval, so wait for a minute of history and allow for it.
+	time.Sleep(time.Until(p.started.Add(70 * time.Second)))
+	shares, err := p.vector(ctx, "omikuji:draw_share:ratio10m")
 	if err != nil {
 		t.Fatal(err)
 	}
-	total := 0.0
-	for _, v := range shares {
-		total += v
-	}
 	lines = nil
 	for _, row := range r.Fortunes {
-		got, audited := shares[row.ID]/total, float64(row.Count)/float64(r.Succeeded)
+		got, audited := shares[row.ID], float64(row.Count)/float64(r.Succeeded)
 		lines = append(lines, fmt.Sprintf("%s %.4f/%.4f", row.ID, got, audited))
-		if math.Abs(got-audited) > 0.02 {
-			t.Errorf("%s: share %.4f from increase(), %.4f from the audit", row.ID, got, audited)
+		if !(math.Abs(got-audited) <= 0.02) {
+			t.Errorf("%s: omikuji:draw_share:ratio10m %.4f, the audit's share %.4f", row.ID, got, audited)
 		}
 	}
-	t.Logf("shares from increase() over %s / the audit: %s", span.Round(time.Second), strings.Join(lines, ", "))
+	t.Logf("omikuji:draw_share:ratio10m / the audit's shares: %s", strings.Join(lines, ", "))
+	n, err := p.vector(ctx, "sum(omikuji:draws:increase10m)")
+	if err != nil || n[""] < 1000 {
+		t.Fatalf("sum(omikuji:draws:increase10m) = %v (%v): too few for the alerts to judge", n, err)
+	}
 
 	// 3. A fair balancer: no alert expression is true.
 	for _, alert := range []string{"OmikujiOddsDrift", "OmikujiPodSkew", "OmikujiFortuneUnavailable"} {
@@ -199,8 +199,9 @@ func (p *promServer) checkScale(ctx context.Context, t *testing.T, e *env) {
 
 // promServer is one Prometheus process and its service discovery feed.
 type promServer struct {
-	url   string
-	rules map[string]string // alert name → expression, from the rule file
+	url     string
+	started time.Time
+	rules   map[string]string // alert name → expression, from the rule file
 }
 
 func startPrometheus(ctx context.Context, t *testing.T, e *env, repo string) *promServer {
@@ -283,7 +284,7 @@ func startPrometheus(ctx context.Context, t *testing.T, e *env, repo string) *pr
 			}
 		}
 	})
-	p := &promServer{url: "http://" + addr, rules: alertRules(t, rules)}
+	p := &promServer{url: "http://" + addr, started: time.Now(), rules: alertRules(t, rules)}
 	if err := p.waitFor(ctx, 30*time.Second, func() error {
 		resp, err := http.Get(p.url + "/-/ready")
 		if err != nil {
@@ -485,7 +486,7 @@ func (p *promServer) sharesAre(ctx context.Context, q string, want fortune.Count
 	}
 	for _, id := range fortune.IDs() {
 		w := float64(want[id]) / float64(want.Total())
-		if g, ok := got[id]; !ok || math.Abs(g-w) > 1e-9 {
+		if g, ok := got[id]; !ok || !(math.Abs(g-w) <= 1e-9) { // NaN fails too
 			return fmt.Errorf("%s = %v, want %s's shares", q, got, want)
 		}
 	}
@@ -503,6 +504,9 @@ func (p *promServer) stableCounts(ctx context.Context, t *testing.T) map[string]
 		var now map[string]float64
 		if now, err = p.vector(ctx, q); err != nil {
 			return err
+		}
+		if len(now) != len(fortune.Catalogue) {
+			return fmt.Errorf("counters of %d fortunes scraped, want %d", len(now), len(fortune.Catalogue))
 		}
 		if fmt.Sprint(now) != fmt.Sprint(last) {
 			last = now
