@@ -89,7 +89,10 @@ func Rules() []RuleGroup {
 		},
 		Rule{
 			Record: "omikuji:expected_share:ratio",
-			Expr:   "omikuji:ready_endpoints:count / on () group_left sum(omikuji:ready_endpoints:count)",
+			// No sample while nothing is ready: a NaN would poison the
+			// average below for a whole window.
+			Expr: "omikuji:ready_endpoints:count / on () group_left sum(omikuji:ready_endpoints:count)\n" +
+				"and on () sum(omikuji:ready_endpoints:count) > 0",
 		},
 		// Over the window, a share that changed (a scale) counts for the
 		// time it held: with draws at a steady rate, that is its weight.
@@ -108,7 +111,8 @@ func Rules() []RuleGroup {
 		},
 		Rule{
 			Record: "omikuji:draw_share:ratio" + w,
-			Expr:   "omikuji:draws:increase" + w + " / on () group_left sum(omikuji:draws:increase" + w + ")",
+			Expr: "omikuji:draws:increase" + w + " / on () group_left sum(omikuji:draws:increase" + w + ")\n" +
+				"and on () sum(omikuji:draws:increase" + w + ") > 0",
 		},
 		// Binomial z-score: each of the n draws lands on the fortune with
 		// probability p, so its count x has mean np and variance np(1-p).
