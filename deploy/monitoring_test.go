@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -270,6 +271,15 @@ func TestMonitoringComponent(t *testing.T) {
 		t.Errorf("ServiceMonitor: the fortune label does not come from the pod label %s: %+v", FortuneLabel, r)
 	}
 
+	// Both scrape the pods' port named metrics, by its number.
+	want9090 := metricsPort(t, kit)
+	if r := targets["__address__"]; r.Replacement == nil || *r.Replacement != want9090 {
+		t.Errorf("ServiceMonitor: the address is not rewritten to the metrics port (%s): %+v", want9090, r)
+	}
+	if !strings.Contains(string(mustRead(t, scrapeConfigFile)), "replacement: "+want9090+"\n") {
+		t.Errorf("%s: no relabeling rewrites the address to the metrics port (%s)", scrapeConfigFile, want9090)
+	}
+
 	cfg := readScrapeConfig(t)
 	if len(cfg.ScrapeConfigs) != 1 || cfg.ScrapeConfigs[0].JobName != Job {
 		t.Fatalf("%s: want one scrape job %q", scrapeConfigFile, Job)
@@ -285,6 +295,36 @@ func TestMonitoringComponent(t *testing.T) {
 	if !slices.Contains(cfg.RuleFiles, filepath.Base(RulesFile)) {
 		t.Errorf("%s: rule_files %v do not load %s", scrapeConfigFile, cfg.RuleFiles, filepath.Base(RulesFile))
 	}
+}
+
+// metricsPort is "$1:<port>" for the containerPort named metrics, the same
+// on every fortune.
+func metricsPort(t *testing.T, kit *Kit) string {
+	t.Helper()
+	ports := map[int32]bool{}
+	for _, d := range kit.Deployments {
+		for _, p := range d.Spec.Template.Spec.Containers[0].Ports {
+			if p.Name == "metrics" {
+				ports[p.ContainerPort] = true
+			}
+		}
+	}
+	if len(ports) != 1 {
+		t.Fatalf("containerPorts named metrics: %v, want one number on every fortune", ports)
+	}
+	for p := range ports {
+		return fmt.Sprintf("$1:%d", p)
+	}
+	return ""
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 type scrapeConfig struct {
