@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/omikuji/omikuji/internal/fortune"
@@ -36,13 +38,18 @@ const MaxReplicas = 100
 // DefaultAddr is where the front listener listens unless told otherwise.
 const DefaultAddr = "127.0.0.1:8080"
 
-// dialTimeout bounds the front's connection to a replica on loopback.
+// dialTimeout bounds the front's connection to a replica on loopback: a
+// replica that cannot take it fails that client within it.
 const dialTimeout = 2 * time.Second
 
-// lingerAfterReply is how long a client may keep its side of a connection
-// open once the replica has closed its own: enough to read the last bytes,
-// not enough to pile up half-closed connections.
-const lingerAfterReply = 10 * time.Second
+// lingerAfterReply is how long the front keeps reading (and forwarding) a
+// client's bytes once the replica has finished its answer, so that closing
+// does not reset a connection whose last bytes the client has yet to read;
+// it is short because every such connection holds one of the front's slots.
+const lingerAfterReply = 2 * time.Second
+
+// copyBufferSize is each direction's buffer: a drawn page fits in one.
+const copyBufferSize = 16 << 10
 
 // Config describes a local system. The zero value is the default system.
 type Config struct {
@@ -52,6 +59,12 @@ type Config struct {
 	KeepAlive bool           // passed to every replica
 	Seed      uint64         // 0: seeded from crypto/rand
 	Logger    *slog.Logger   // nil discards
+
+	// MaxConns bounds the front's concurrent connections; past it, new ones
+	// are closed at once. 0 derives it from the descriptor limit (ConnLimit).
+	MaxConns     int
+	IdleTimeout  time.Duration // 0: DefaultIdleTimeout
+	WriteTimeout time.Duration // 0: DefaultWriteTimeout
 }
 
 // A Replica is one running fortune server.
@@ -72,6 +85,9 @@ type System struct {
 	rng   *rand.Rand
 	next  int
 	conns map[net.Conn]struct{}
+
+	slots                 chan struct{} // one per open front connection
+	refusedLog, dialedLog throttle      // warnings under a flood
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -100,6 +116,16 @@ func Start(cfg Config) (*System, error) {
 	if err := validate(cfg); err != nil {
 		return nil, err
 	}
+	maxConns, err := connLimit(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
 	seed := cfg.Seed
 	if seed == 0 {
 		var b [8]byte
@@ -113,6 +139,7 @@ func Start(cfg Config) (*System, error) {
 		log:    cfg.Logger,
 		rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		conns:  make(map[net.Conn]struct{}),
+		slots:  make(chan struct{}, maxConns),
 		ctx:    ctx,
 		cancel: cancel,
 		errs:   make(chan error, cfg.Replicas.Total()),
@@ -129,7 +156,8 @@ func Start(cfg Config) (*System, error) {
 	s.front = front
 	s.wg.Add(1)
 	go s.accept()
-	s.log.Info("local system up", "url", s.URL(), "replicas", len(s.replicas), "balancer", cfg.Balancer, "keep_alive", cfg.KeepAlive)
+	s.log.Info("local system up", "url", s.URL(), "replicas", len(s.replicas), "balancer", cfg.Balancer, "keep_alive", cfg.KeepAlive,
+		"max_conns", maxConns, "idle_timeout", cfg.IdleTimeout.String(), "write_timeout", cfg.WriteTimeout.String())
 	return s, nil
 }
 
@@ -227,6 +255,9 @@ func (s *System) pick() Replica {
 	return s.replicas[i]
 }
 
+// accept takes every client the kernel hands over. One that finds every
+// slot taken is closed at once: waiting would hold its descriptor, and a
+// closed connection tells the client to retry far sooner than a timeout.
 func (s *System) accept() {
 	defer s.wg.Done()
 	for {
@@ -235,8 +266,11 @@ func (s *System) accept() {
 			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// Out of file descriptors and the like: back off, keep serving.
-			s.log.Warn("accept", "err", err)
+			// Out of descriptors (another part of the process, or a
+			// limit lowered after start) and the like: back off, keep serving.
+			if n, ok := s.refusedLog.allow(); ok {
+				s.log.Warn("accept", "err", err, "suppressed", n)
+			}
 			select {
 			case <-time.After(50 * time.Millisecond):
 			case <-s.ctx.Done():
@@ -244,9 +278,21 @@ func (s *System) accept() {
 			}
 			continue
 		}
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			c.Close()
+			if n, ok := s.refusedLog.allow(); ok {
+				s.log.Warn("front connection limit reached; refusing connections", "max_conns", cap(s.slots), "suppressed", n)
+			}
+			continue
+		}
 		r := s.pick()
 		s.wg.Add(1)
-		go s.splice(c, r)
+		go func() {
+			defer func() { <-s.slots }()
+			s.splice(c, r)
+		}()
 	}
 }
 
@@ -274,15 +320,17 @@ func (s *System) untrack(conns ...net.Conn) {
 
 // splice connects a client to a replica and copies bytes both ways. Each
 // direction half-closes its destination when its source ends, so HTTP's
-// close-delimited responses arrive whole.
+// close-delimited responses arrive whole. Every write has a deadline, and
+// a watchdog cuts the connection once no byte has moved either way for the
+// idle timeout, so no peer can hold a slot for longer than that.
 func (s *System) splice(client net.Conn, r Replica) {
 	defer s.wg.Done()
 	defer client.Close()
 	d := net.Dialer{Timeout: dialTimeout}
 	backend, err := d.DialContext(s.ctx, "tcp", r.Addr)
 	if err != nil {
-		if s.ctx.Err() == nil {
-			s.log.Warn("dial replica", "pod", r.Pod, "err", err)
+		if n, ok := s.dialedLog.allow(); ok && s.ctx.Err() == nil {
+			s.log.Warn("dial replica", "pod", r.Pod, "err", err, "suppressed", n)
 		}
 		return
 	}
@@ -295,23 +343,120 @@ func (s *System) splice(client net.Conn, r Replica) {
 		s.log.Debug("connection", "client", client.RemoteAddr().String(), "pod", r.Pod)
 	}
 
+	l := &link{client: client, backend: backend, idle: s.cfg.IdleTimeout, write: s.cfg.WriteTimeout}
+	l.touch()
+	// Armed only once l.watchdog is set: checkIdle resets it.
+	l.watchdog = time.AfterFunc(time.Duration(math.MaxInt64), l.checkIdle)
+	l.watchdog.Reset(l.idle)
+	defer l.watchdog.Stop()
+
 	upstream := make(chan struct{})
 	go func() {
 		defer close(upstream)
-		io.Copy(backend, client)
-		closeWrite(backend)
+		// A replica that stops taking bytes (it has answered and closed)
+		// does not end the client's side: its bytes are read and dropped
+		// until it closes or the linger ends, so that closing does not
+		// reset the answer under it.
+		if l.copy(backend, client, true) == nil {
+			closeWrite(backend)
+		}
 	}()
-	io.Copy(client, backend)
-	closeWrite(client)
-	// The replica is done; give the client a moment to finish, no more.
-	client.SetReadDeadline(time.Now().Add(lingerAfterReply))
+	if err := l.copy(client, backend, false); err != nil {
+		// The client stopped reading, or the replica failed: no answer
+		// will complete, so cut both sides now.
+		l.cut()
+	} else {
+		closeWrite(client)
+		// The replica is done; give the client a moment to finish, no more.
+		client.SetReadDeadline(time.Now().Add(lingerAfterReply))
+	}
 	<-upstream
+}
+
+// A link is one spliced connection's shared state.
+type link struct {
+	client, backend net.Conn
+	idle, write     time.Duration
+	watchdog        *time.Timer
+	last            atomic.Int64 // when a byte last arrived either way, UnixNano
+}
+
+func (l *link) touch() { l.last.Store(time.Now().UnixNano()) }
+
+// checkIdle runs on the watchdog: it cuts the link if nothing has moved
+// for the idle timeout, or waits for the rest of it.
+func (l *link) checkIdle() {
+	left := time.Until(time.Unix(0, l.last.Load()).Add(l.idle))
+	if left > 0 {
+		l.watchdog.Reset(left)
+		return
+	}
+	l.cut()
+}
+
+// cut closes both sides, which ends both copies at once.
+func (l *link) cut() {
+	l.client.Close()
+	l.backend.Close()
+}
+
+var copyBuffers = sync.Pool{New: func() any { return new([copyBufferSize]byte) }}
+
+// copy moves bytes from src to dst until src ends (nil) or fails, each
+// write bounded by the write timeout. It does not use io.Copy: that would
+// splice through a pipe pair (two more descriptors per direction, pooled
+// beyond the connection's life) and could not renew a deadline per write.
+// With drain, a failed write ends only the writing: src is read to its
+// end and dropped.
+func (l *link) copy(dst, src net.Conn, drain bool) error {
+	buf := copyBuffers.Get().(*[copyBufferSize]byte)
+	defer copyBuffers.Put(buf)
+	var werr error
+	for {
+		n, err := src.Read(buf[:])
+		if n > 0 {
+			l.touch()
+			if werr == nil {
+				dst.SetWriteDeadline(time.Now().Add(l.write))
+				_, werr = dst.Write(buf[:n])
+				if werr != nil && !drain {
+					return werr
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return werr
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 func closeWrite(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
+}
+
+// throttle lets a warning through at most once a second, counting the ones
+// it held back.
+type throttle struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (t *throttle) allow() (suppressed int, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now := time.Now(); now.Sub(t.last) >= time.Second {
+		n := t.suppressed
+		t.last, t.suppressed = now, 0
+		return n, true
+	}
+	t.suppressed++
+	return 0, false
 }
 
 // Close stops the front listener and every replica, cuts open connections
