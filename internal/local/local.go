@@ -15,6 +15,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,8 +49,10 @@ const dialTimeout = 2 * time.Second
 // it is short because every such connection holds one of the front's slots.
 const lingerAfterReply = 2 * time.Second
 
-// copyBufferSize is each direction's buffer: a drawn page fits in one.
-const copyBufferSize = 16 << 10
+// copyBufferSize is each direction's buffer: a drawn page and its headers
+// (under 3 KiB) fit in one. Buffers are not pooled, so that a burst's are
+// freed by the next collection rather than kept in a pool for two.
+const copyBufferSize = 4 << 10
 
 // Config describes a local system. The zero value is the default system.
 type Config struct {
@@ -87,6 +90,8 @@ type System struct {
 	conns map[net.Conn]struct{}
 
 	slots                 chan struct{} // one per open front connection
+	afterBurst            atomic.Bool   // set at burstConns open, cleared once idle
+	lastRelease           atomic.Int64  // UnixNano of the last releaseAfterBurst
 	refusedLog, dialedLog throttle      // warnings under a flood
 
 	ctx      context.Context
@@ -280,6 +285,9 @@ func (s *System) accept() {
 		}
 		select {
 		case s.slots <- struct{}{}:
+			if len(s.slots) >= burstConns {
+				s.afterBurst.Store(true)
+			}
 		default:
 			c.Close()
 			if n, ok := s.refusedLog.allow(); ok {
@@ -290,10 +298,36 @@ func (s *System) accept() {
 		r := s.pick()
 		s.wg.Add(1)
 		go func() {
-			defer func() { <-s.slots }()
+			defer s.wg.Done()
+			defer s.release()
 			s.splice(c, r)
 		}()
 	}
+}
+
+// burstConns open front connections make a burst; once they are all gone,
+// the memory they took is handed back to the system at once, not when the
+// runtime's periodic collection and scavenger get to it minutes later, and
+// at most once per releaseEvery.
+const (
+	burstConns   = 64
+	releaseEvery = 30 * time.Second
+)
+
+// release frees a slot and, if it was the last one after a burst, returns
+// the burst's memory.
+func (s *System) release() {
+	<-s.slots
+	if len(s.slots) > 0 || !s.afterBurst.Load() {
+		return
+	}
+	last := s.lastRelease.Load()
+	now := time.Now().UnixNano()
+	if time.Duration(now-last) < releaseEvery || !s.lastRelease.CompareAndSwap(last, now) {
+		return
+	}
+	s.afterBurst.Store(false)
+	debug.FreeOSMemory()
 }
 
 // track registers conns so that Close can cut them; it refuses once
@@ -324,7 +358,6 @@ func (s *System) untrack(conns ...net.Conn) {
 // a watchdog cuts the connection once no byte has moved either way for the
 // idle timeout, so no peer can hold a slot for longer than that.
 func (s *System) splice(client net.Conn, r Replica) {
-	defer s.wg.Done()
 	defer client.Close()
 	d := net.Dialer{Timeout: dialTimeout}
 	backend, err := d.DialContext(s.ctx, "tcp", r.Addr)
@@ -400,8 +433,6 @@ func (l *link) cut() {
 	l.backend.Close()
 }
 
-var copyBuffers = sync.Pool{New: func() any { return new([copyBufferSize]byte) }}
-
 // copy moves bytes from src to dst until src ends (nil) or fails, each
 // write bounded by the write timeout. It does not use io.Copy: that would
 // splice through a pipe pair (two more descriptors per direction, pooled
@@ -409,11 +440,10 @@ var copyBuffers = sync.Pool{New: func() any { return new([copyBufferSize]byte) }
 // With drain, a failed write ends only the writing: src is read to its
 // end and dropped.
 func (l *link) copy(dst, src net.Conn, drain bool) error {
-	buf := copyBuffers.Get().(*[copyBufferSize]byte)
-	defer copyBuffers.Put(buf)
+	buf := make([]byte, copyBufferSize)
 	var werr error
 	for {
-		n, err := src.Read(buf[:])
+		n, err := src.Read(buf)
 		if n > 0 {
 			l.touch()
 			if werr == nil {
