@@ -327,6 +327,9 @@ func (s *System) release() {
 		return
 	}
 	s.afterBurst.Store(false)
+	// Twice: the first collection only moves what the replicas' pools
+	// hold (sync.Pool) to their victim caches; the second frees it.
+	debug.FreeOSMemory()
 	debug.FreeOSMemory()
 }
 
