@@ -21,7 +21,7 @@ need() {
 }
 
 draw() {
-  # One draw at a time: the audit orders draws by arrival (see docs/e2e.md).
+  # One draw at a time, as the e2e does: start order is then the balancer's order (docs/e2e.md).
   go run ./cmd/omikuji draw "$url" -n "$draws" -c 1 "$@"
 }
 

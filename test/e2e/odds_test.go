@@ -33,10 +33,9 @@ var keep = flag.Bool("keep", false, "leave the cluster up afterwards (remove it 
 // correct balancer fails a run about once in a million per test, while the
 // failures the checks expect (wrong odds, session affinity) give p-values
 // below 1e-100 at these sample sizes. Draws run one at a time: the audit
-// orders draws by when their answers arrive, and with several in flight on a
-// 2-core node, answers from one pod bunch together, which the
-// consecutive-draw independence test reads as dependence (seen here: p below
-// 1e-9 at -c 8) although kube-proxy's choices are independent.
+// reads draws in the order they started, which with -c 1 is exactly the
+// order kube-proxy chose pods, whatever a busy 2-core node does to the order
+// of the answers (see docs/decisions/0008-audit-orders-draws-by-start.md).
 const (
 	alpha       = "1e-6"
 	draws       = 10000
