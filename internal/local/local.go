@@ -91,7 +91,8 @@ type System struct {
 
 	slots                 chan struct{} // one per open front connection
 	afterBurst            atomic.Bool   // set at burstConns open, cleared once idle
-	lastRelease           atomic.Int64  // UnixNano of the last releaseAfterBurst
+	lastRelease           atomic.Int64  // UnixNano of the last scheduled release
+	releaseTimer          *time.Timer   // runs freeMemory releaseDelay after a burst
 	refusedLog, dialedLog throttle      // warnings under a flood
 
 	ctx      context.Context
@@ -140,14 +141,16 @@ func Start(cfg Config) (*System, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &System{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		conns:  make(map[net.Conn]struct{}),
-		slots:  make(chan struct{}, maxConns),
-		ctx:    ctx,
-		cancel: cancel,
-		errs:   make(chan error, cfg.Replicas.Total()),
+		cfg:   cfg,
+		log:   cfg.Logger,
+		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		conns: make(map[net.Conn]struct{}),
+		slots: make(chan struct{}, maxConns),
+		// Armed by release after a burst.
+		releaseTimer: time.AfterFunc(time.Duration(math.MaxInt64), freeMemory),
+		ctx:          ctx,
+		cancel:       cancel,
+		errs:         make(chan error, cfg.Replicas.Total()),
 	}
 	if err := s.startReplicas(); err != nil {
 		s.Close()
@@ -305,17 +308,20 @@ func (s *System) accept() {
 	}
 }
 
-// burstConns open front connections make a burst; once they are all gone,
-// the memory they took is handed back to the system at once, not when the
-// runtime's periodic collection and scavenger get to it minutes later, and
-// at most once per releaseEvery.
+// burstConns open front connections make a burst; releaseDelay after they
+// are all gone, the memory they took is handed back to the system, rather
+// than when the runtime's periodic collection and scavenger get to it
+// minutes later; at most once per releaseEvery. The delay lets the replicas
+// end what they keep for idle connections (fasthttp's idle workers live
+// 10 s).
 const (
 	burstConns   = 64
+	releaseDelay = 15 * time.Second
 	releaseEvery = 30 * time.Second
 )
 
-// release frees a slot and, if it was the last one after a burst, returns
-// the burst's memory.
+// release frees a slot and, if it was the last one after a burst,
+// schedules freeMemory.
 func (s *System) release() {
 	<-s.slots
 	if len(s.slots) > 0 || !s.afterBurst.Load() {
@@ -327,8 +333,13 @@ func (s *System) release() {
 		return
 	}
 	s.afterBurst.Store(false)
-	// Twice: the first collection only moves what the replicas' pools
-	// hold (sync.Pool) to their victim caches; the second frees it.
+	s.releaseTimer.Reset(releaseDelay)
+}
+
+// freeMemory collects and returns free memory to the system, twice: the
+// first collection only moves what the replicas' pools hold (sync.Pool) to
+// their victim caches; the second frees it.
+func freeMemory() {
 	debug.FreeOSMemory()
 	debug.FreeOSMemory()
 }
@@ -506,6 +517,7 @@ func (s *System) Close() error {
 			s.front.Close()
 		}
 		s.wg.Wait()
+		s.releaseTimer.Stop()
 		s.replicaW.Wait()
 		close(s.errs)
 		for err := range s.errs {
