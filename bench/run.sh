@@ -14,7 +14,9 @@
 # for JSON, against `omikuji serve --keep-alive`. --hog adds a busy loop at
 # nice 19 on the servers' CPU. Startup time and idle RSS come from
 # bench/startup. BENCH_OMIKUJI=path benchmarks that binary instead of building
-# ./cmd/omikuji; BENCH_PORT moves the five ports used (default 38081-38085).
+# ./cmd/omikuji; BENCH_OMIKUJI="name=path name=path ..." benchmarks several
+# builds side by side in the same rounds (an A/B). BENCH_PORT moves the ports
+# used (default 38081 upwards: two per build, then three more).
 # Only 127.0.0.1 is used; everything started is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,19 +67,42 @@ trap 'exit 130' INT TERM
 
 log() { echo "bench: $*" >&2; }
 
-port_ours=$((base_port + 1))
-port_ours_ka=$((base_port + 2))
-port_nginx=$((base_port + 3))
-port_express=$((base_port + 4))
-port_startup=$((base_port + 5))
+# Every omikuji serve puts its metrics on a free port (older builds without
+# --metrics-addr ignore the variable).
+export OMIKUJI_METRICS_ADDR=127.0.0.1:0
 
 # --- build ------------------------------------------------------------------
+# builds: the omikuji binaries to compare, each "name=path".
 log "building omikuji, bench/startup and the Express yardstick"
+builds=()
 if [ -n "${BENCH_OMIKUJI:-}" ]; then
-  cp "$BENCH_OMIKUJI" "$tmp/omikuji" # a binary built elsewhere, e.g. an older commit
+  for b in $BENCH_OMIKUJI; do
+    [[ $b == *=* ]] || b="omikuji=$b"
+    if ! [[ ${b%%=*} =~ ^[a-z0-9-]+$ ]] || ! [ -x "${b#*=}" ]; then
+      log "BENCH_OMIKUJI: $b: want name=path to a binary"
+      exit 2
+    fi
+    builds+=("$b")
+  done
 else
   CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$tmp/omikuji" ./cmd/omikuji
+  builds=("omikuji=$tmp/omikuji")
 fi
+ours=() # the builds' names, in order
+declare -A bin port port_ka
+p=$((base_port + 1))
+for b in "${builds[@]}"; do
+  name=${b%%=*}
+  ours+=("$name")
+  bin[$name]=${b#*=}
+  port[$name]=$p
+  port_ka[$name]=$((p + 1))
+  p=$((p + 2))
+done
+servers=("${ours[@]}" nginx express)
+port_nginx=$p
+port_express=$((p + 1))
+port_startup=$((p + 2))
 go build -o "$tmp/startup" ./bench/startup
 (cd bench/express && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 
@@ -116,35 +141,37 @@ start() {
   wait_up "$url" || { cat "$tmp/$name.log" >&2; exit 1; }
 }
 
-for p in "$port_ours" "$port_ours_ka" "$port_nginx" "$port_express" "$port_startup"; do free "$p"; done
+for p in $(seq $((base_port + 1)) "$port_startup"); do free "$p"; done
 
 # --- the same bytes everywhere ------------------------------------------------
-start ours "http://127.0.0.1:$port_ours/" "$tmp/omikuji" serve --fortune great-fortune --drain 0s --addr "127.0.0.1:$port_ours"
-start ours_ka "http://127.0.0.1:$port_ours_ka/" "$tmp/omikuji" serve --fortune great-fortune --drain 0s --keep-alive --addr "127.0.0.1:$port_ours_ka"
+declare -A url pid_of
+for name in "${ours[@]}"; do
+  start "$name" "http://127.0.0.1:${port[$name]}/" "${bin[$name]}" serve --fortune great-fortune --drain 0s --addr "127.0.0.1:${port[$name]}"
+  start "$name-ka" "http://127.0.0.1:${port_ka[$name]}/" "${bin[$name]}" serve --fortune great-fortune --drain 0s --keep-alive --addr "127.0.0.1:${port_ka[$name]}"
+  url[close:$name]="http://127.0.0.1:${port[$name]}/"
+  url[keep-alive:$name]="http://127.0.0.1:${port_ka[$name]}/"
+  pid_of[close:$name]=${pid[$name]}
+  pid_of[keep-alive:$name]=${pid[$name-ka]}
+done
 mkdir -p "$tmp/www"
-curl -sf -o "$tmp/www/index.html" "http://127.0.0.1:$port_ours/"
-curl -sf -H 'Accept: application/json' -o "$tmp/www/slip.json" "http://127.0.0.1:$port_ours_ka/"
+curl -sf -o "$tmp/www/index.html" "${url[close:${ours[0]}]}"
+curl -sf -H 'Accept: application/json' -o "$tmp/www/slip.json" "${url[keep-alive:${ours[0]}]}"
 nginx_conf "$tmp/nginx" "$port_nginx"
 start nginx "http://127.0.0.1:$port_nginx/index.html" nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf"
 start express "http://127.0.0.1:$port_express/" node bench/express/server.js "$port_express" "$tmp/www/index.html" "$tmp/www/slip.json"
 
-# Each server's URL per mode, and a check that all three send the same body.
-declare -A url=(
-  [close:ours]="http://127.0.0.1:$port_ours/"
-  [close:nginx]="http://127.0.0.1:$port_nginx/index.html"
-  [close:express]="http://127.0.0.1:$port_express/"
-  [keep-alive:ours]="http://127.0.0.1:$port_ours_ka/"
-  [keep-alive:nginx]="http://127.0.0.1:$port_nginx/slip.json"
-  [keep-alive:express]="http://127.0.0.1:$port_express/slip.json"
-)
-declare -A pid_of=([close:ours]=${pid[ours]} [keep-alive:ours]=${pid[ours_ka]})
+# Each server's URL per mode, and a check that all send the same body.
+url[close:nginx]="http://127.0.0.1:$port_nginx/index.html"
+url[close:express]="http://127.0.0.1:$port_express/"
+url[keep-alive:nginx]="http://127.0.0.1:$port_nginx/slip.json"
+url[keep-alive:express]="http://127.0.0.1:$port_express/slip.json"
 declare -A accept=([close]='text/html' [keep-alive]='application/json')
 for mode in close keep-alive; do
   pid_of[$mode:nginx]=${pid[nginx]}
   pid_of[$mode:express]=${pid[express]}
   want=$tmp/www/index.html
   [ "$mode" = keep-alive ] && want=$tmp/www/slip.json
-  for server in ours nginx express; do
+  for server in "${servers[@]}"; do
     curl -sf -H "Accept: ${accept[$mode]}" -o "$tmp/check" "${url[$mode:$server]}"
     cmp -s "$tmp/check" "$want" || { log "$server ($mode) does not serve the same bytes as omikuji"; exit 1; }
   done
@@ -154,13 +181,16 @@ done
 startup_url="http://127.0.0.1:$port_startup"
 nginx_conf "$tmp/nginx-startup" "$port_startup"
 declare -A startup_cmd=(
-  [ours]="$tmp/omikuji serve --fortune great-fortune --drain 0s --addr 127.0.0.1:$port_startup"
   [nginx]="nginx -p $tmp/nginx-startup -c $tmp/nginx-startup/nginx.conf"
   [express]="node bench/express/server.js $port_startup $tmp/www/index.html $tmp/www/slip.json"
 )
-declare -A startup_path=([ours]=/ [nginx]=/index.html [express]=/)
+declare -A startup_path=([nginx]=/index.html [express]=/)
+for name in "${ours[@]}"; do
+  startup_cmd[$name]="${bin[$name]} serve --fortune great-fortune --drain 0s --addr 127.0.0.1:$port_startup"
+  startup_path[$name]=/
+done
 declare -A start_ms rss_kib
-for server in ours nginx express; do
+for server in "${servers[@]}"; do
   log "startup and idle RSS: $server"
   # shellcheck disable=SC2086 # the command line is split on purpose
   line=$("$tmp/startup" -runs 10 -url "$startup_url${startup_path[$server]}" -- taskset -c 0 ${startup_cmd[$server]} | grep '^RESULT')
@@ -212,18 +242,18 @@ fi
 
 log "warm-up: 2 s per server and mode"
 for mode in close keep-alive; do
-  for server in ours nginx express; do
+  for server in "${servers[@]}"; do
     measure "$mode" "$server" 2 >/dev/null
   done
 done
 
 results=$tmp/results
 : >"$results"
-total=$((2 * rounds * 3))
+total=$((2 * rounds * ${#servers[@]}))
 run=0
 for mode in close keep-alive; do
   for round in $(seq "$rounds"); do
-    for server in ours nginx express; do
+    for server in "${servers[@]}"; do
       run=$((run + 1))
       line=$(measure "$mode" "$server" "$duration")
       log "[$run/$total] $mode round $round $server: $line"
@@ -257,32 +287,29 @@ for mode in close keep-alive; do
   ref_cpu=$(median "$mode" nginx 4)
   ref_rps=$(median "$mode" nginx 5)
   ref_p99=$(median "$mode" nginx 6)
-  for server in ours nginx express; do
+  for server in "${servers[@]}"; do
     cpu=$(median "$mode" "$server" 4)
     rps=$(median "$mode" "$server" 5)
     p99=$(median "$mode" "$server" 6)
     errors=$(awk -v m="$mode" -v s="$server" '$1 == m && $2 == s { e += $7 } END { print e + 0 }' "$results")
     name=$server
-    [ "$server" = ours ] && name=omikuji
     # The CPU ratio within each round, where both ran minutes apart at most.
     range=$(awk -v m="$mode" -v s="$server" '$1 == m && $2 == "nginx" { ref[$3] = $4 } $1 == m && $2 == s { own[$3] = $4 }
       END { for (r in own) { x = own[r] / ref[r]; if (lo == "" || x < lo) lo = x; if (hi == "" || x > hi) hi = x } printf "%.2f–%.2f", lo, hi }' "$results")
     awk -v n="$name" -v c="$cpu" -v r="$rps" -v p="$p99" -v rc="$ref_cpu" -v rr="$ref_rps" -v rp="$ref_p99" -v e="$errors" -v g="$range" \
       'BEGIN { printf "| %s | %.1f | %.2f | %s | %.0f | %.2f | %.2f | %.2f | %d |\n", n, c, c / rc, g, r, r / rr, p, p / rp, e }'
   done
-  cpu_ours=$(median "$mode" ours 4)
+  cpu_ours=$(median "$mode" "${ours[0]}" 4)
   cpu_express=$(median "$mode" express 4)
-  awk -v o="$cpu_ours" -v x="$cpu_express" 'BEGIN { printf "\nExpress spends %.1f× omikuji'\''s CPU per request.\n\n", x / o }'
+  awk -v n="${ours[0]}" -v o="$cpu_ours" -v x="$cpu_express" 'BEGIN { printf "\nExpress spends %.1f× %s'\''s CPU per request.\n\n", x / o, n }'
 done
 
 echo "### Startup and memory (median of 10 starts, pinned to CPU 0)"
 echo
 echo "| server | exec to first 200, ms | idle RSS, MiB |"
 echo "|---|---:|---:|"
-for server in ours nginx express; do
-  name=$server
-  [ "$server" = ours ] && name=omikuji
-  awk -v n="$name" -v s="${start_ms[$server]}" -v r="${rss_kib[$server]}" 'BEGIN { printf "| %s | %.1f | %.1f |\n", n, s, r / 1024 }'
+for server in "${servers[@]}"; do
+  awk -v n="$server" -v s="${start_ms[$server]}" -v r="${rss_kib[$server]}" 'BEGIN { printf "| %s | %.1f | %.1f |\n", n, s, r / 1024 }'
 done
 echo
 echo "<details><summary>Every run (mode, server, round, CPU µs/request, req/s, p99 ms, errors, requests)</summary>"

@@ -1,11 +1,12 @@
 package deploy
 
 import (
-	"errors"
+	"context"
 	"fmt"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,8 +48,10 @@ func Check(kit *Kit) []error {
 		checkProbes,
 		checkRollout,
 		checkTopologySpread,
+		checkMetricsPort,
 		checkNetworkPolicy,
-		checkServiceMonitors,
+		checkPodMonitors,
+		checkDisruptionBudgets,
 	} {
 		errs = append(errs, check(kit)...)
 	}
@@ -295,10 +298,11 @@ func checkHardening(kit *Kit) []error {
 	return errs
 }
 
-// checkProbes asks the real server's handler about each probe path instead
-// of repeating the paths here: readiness must answer 200 and fail once the
-// replica drains, liveness must answer 200 even while draining (or the
-// kubelet would restart a pod that is shutting down cleanly).
+// checkProbes asks the shipped server, running on loopback, about each
+// probe path instead of repeating the paths here: readiness must answer 200
+// and fail once the replica drains, liveness must answer 200 even while
+// draining (or the kubelet would restart a pod that is shutting down
+// cleanly).
 func checkProbes(kit *Kit) []error {
 	var errs []error
 	for _, d := range kit.Deployments {
@@ -310,36 +314,49 @@ func checkProbes(kit *Kit) []error {
 		if err != nil {
 			continue
 		}
-		for _, probe := range []struct {
+		srv, err := startServer(f)
+		if err != nil {
+			return append(errs, err)
+		}
+		probes := []struct {
 			kind         string
 			p            *corev1.Probe
 			okOnDraining bool
 		}{
 			{"readinessProbe", c.ReadinessProbe, false},
 			{"livenessProbe", c.LivenessProbe, true},
-		} {
+		}
+		for _, probe := range probes {
 			where := fmt.Sprintf("Deployment %s: %s", d.Name, probe.kind)
 			if probe.p == nil || probe.p.HTTPGet == nil {
 				errs = append(errs, fmt.Errorf("%s: want an httpGet probe", where))
 				continue
 			}
 			get := probe.p.HTTPGet
-			if _, ok := resolvePort(c, get.Port); !ok {
-				errs = append(errs, fmt.Errorf("%s: port %s is not a containerPort (ports %v)", where, get.Port.String(), portNames(c)))
+			if cp, ok := resolvePort(c, get.Port); !ok || cp.Name != "http" {
+				errs = append(errs, fmt.Errorf("%s: port %s is not the http containerPort (ports %v)", where, get.Port.String(), portNames(c)))
 			}
-			srv := server.New(server.Config{Fortune: f, Pod: "probe-check"})
-			if code := status(srv.Handler(), get.Path); code != http.StatusOK {
+			if code := srv.status(srv.url, get.Path); code != http.StatusOK {
 				errs = append(errs, fmt.Errorf("%s: the server answers GET %s with %d, want 200", where, get.Path, code))
+			}
+		}
+		srv.BeginShutdown()
+		for _, probe := range probes {
+			if probe.p == nil || probe.p.HTTPGet == nil {
 				continue
 			}
-			srv.BeginShutdown()
-			code := status(srv.Handler(), get.Path)
+			where := fmt.Sprintf("Deployment %s: %s", d.Name, probe.kind)
+			path := probe.p.HTTPGet.Path
+			code := srv.status(srv.url, path)
 			if probe.okOnDraining && code != http.StatusOK {
-				errs = append(errs, fmt.Errorf("%s: GET %s answers %d while the replica drains; liveness must stay 200", where, get.Path, code))
+				errs = append(errs, fmt.Errorf("%s: GET %s answers %d while the replica drains; liveness must stay 200", where, path, code))
 			}
 			if !probe.okOnDraining && code == http.StatusOK {
-				errs = append(errs, fmt.Errorf("%s: GET %s still answers 200 while the replica drains, so the pod would stay in the draw; probe the server's readiness path", where, get.Path))
+				errs = append(errs, fmt.Errorf("%s: GET %s still answers 200 while the replica drains, so the pod would stay in the draw; probe the server's readiness path", where, path))
 			}
+		}
+		if err := srv.stop(); err != nil {
+			errs = append(errs, err)
 		}
 		if c.LivenessProbe != nil && c.LivenessProbe.HTTPGet != nil && c.LivenessProbe.HTTPGet.Path != server.HealthPath {
 			errs = append(errs, fmt.Errorf("Deployment %s: livenessProbe: path %s is not the server's health path %s (a draw path would count probes as draws)", d.Name, c.LivenessProbe.HTTPGet.Path, server.HealthPath))
@@ -362,10 +379,7 @@ func checkRollout(kit *Kit) []error {
 		if err != nil {
 			continue
 		}
-		drain, err := durationFlag(c.Args, "drain", -1)
-		if err == nil && drain < 0 {
-			err = errors.New("--drain not set; write it out so the grace period can be checked against it")
-		}
+		drain, err := durationFlag(c.Args, "drain", server.DefaultDrain)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("Deployment %s: %w", d.Name, err))
 			continue
@@ -378,6 +392,9 @@ func checkRollout(kit *Kit) []error {
 		grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
 		if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil {
 			grace = *g
+		}
+		if drain+shutdown > server.MaxStop {
+			errs = append(errs, fmt.Errorf("Deployment %s: drain %v + shutdown %v is above the server's bound of %v; serve would refuse to start", d.Name, drain, shutdown, server.MaxStop))
 		}
 		if time.Duration(grace)*time.Second <= drain+shutdown {
 			errs = append(errs, fmt.Errorf("Deployment %s: terminationGracePeriodSeconds %d is not above drain %v + shutdown %v", d.Name, grace, drain, shutdown))
@@ -435,14 +452,15 @@ func checkNetworkPolicy(kit *Kit) []error {
 		errs = append(errs, fmt.Errorf("NetworkPolicy %s: allows egress; the server opens no connections, deny all", np.Name))
 	}
 	var ports []string
+	admitted := map[string]bool{}
 	for _, rule := range np.Spec.Ingress {
 		if len(rule.Ports) == 0 {
-			errs = append(errs, fmt.Errorf("NetworkPolicy %s: an ingress rule admits every port; admit only the HTTP port", np.Name))
+			errs = append(errs, fmt.Errorf("NetworkPolicy %s: an ingress rule admits every port; admit only the http and metrics ports", np.Name))
 		}
 		for _, p := range rule.Ports {
 			ports = append(ports, portString(p.Port))
 			if p.Port == nil || p.EndPort != nil {
-				errs = append(errs, fmt.Errorf("NetworkPolicy %s: ingress port %s admits a range; admit only the HTTP port", np.Name, portString(p.Port)))
+				errs = append(errs, fmt.Errorf("NetworkPolicy %s: ingress port %s admits a range; admit only the http and metrics ports", np.Name, portString(p.Port)))
 				continue
 			}
 			for _, d := range kit.Deployments {
@@ -450,8 +468,10 @@ func checkNetworkPolicy(kit *Kit) []error {
 				if err != nil {
 					continue
 				}
-				if cp, ok := resolvePort(c, *p.Port); !ok || cp.Name != "http" {
-					errs = append(errs, fmt.Errorf("NetworkPolicy %s: ingress port %s is not Deployment %s's http containerPort", np.Name, portString(p.Port), d.Name))
+				if cp, ok := resolvePort(c, *p.Port); !ok || (cp.Name != "http" && cp.Name != "metrics") {
+					errs = append(errs, fmt.Errorf("NetworkPolicy %s: ingress port %s is not Deployment %s's http or metrics containerPort", np.Name, portString(p.Port), d.Name))
+				} else {
+					admitted[cp.Name] = true
 				}
 			}
 		}
@@ -459,46 +479,138 @@ func checkNetworkPolicy(kit *Kit) []error {
 	if len(ports) == 0 {
 		errs = append(errs, fmt.Errorf("NetworkPolicy %s: admits no ingress port, so no draw could reach a pod", np.Name))
 	}
+	for _, name := range []string{"http", "metrics"} {
+		if len(ports) > 0 && !admitted[name] {
+			errs = append(errs, fmt.Errorf("NetworkPolicy %s: does not admit the %s port", np.Name, name))
+		}
+	}
 	return errs
 }
 
-// checkServiceMonitors: an optional ServiceMonitor scrapes the Service's
-// port at the server's real metrics path.
-func checkServiceMonitors(kit *Kit) []error {
+// checkMetricsPort: every pod names the port serve answers /metrics on
+// (--metrics-addr, :9090 unless set) "metrics", and no Service reaches it:
+// a scrape costs far more than a draw and belongs to Prometheus alone.
+func checkMetricsPort(kit *Kit) []error {
 	var errs []error
-	for _, m := range kit.ServiceMonitors {
-		sel, err := metav1.LabelSelectorAsSelector(&m.Spec.Selector)
+	for _, d := range kit.Deployments {
+		c, err := fortuneContainer(d)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("ServiceMonitor %s: %w", m.Name, err))
 			continue
 		}
-		if m.Namespace != Namespace {
-			errs = append(errs, fmt.Errorf("ServiceMonitor %s: in namespace %q, want %q", m.Name, m.Namespace, Namespace))
+		addr, ok := flagValue(c.Args, "metrics-addr")
+		if !ok {
+			addr = server.DefaultMetricsAddr
 		}
-		var svc *corev1.Service
-		for i, s := range kit.Services {
-			if sel.Matches(labels.Set(s.Labels)) {
-				svc = &kit.Services[i]
-			}
-		}
-		if svc == nil {
-			errs = append(errs, fmt.Errorf("ServiceMonitor %s: selector %s matches no Service's labels", m.Name, sel))
+		_, port, err := net.SplitHostPort(addr)
+		want, perr := strconv.Atoi(port)
+		if err != nil || perr != nil {
+			errs = append(errs, fmt.Errorf("Deployment %s: --metrics-addr %q: want host:port", d.Name, addr))
 			continue
 		}
-		if len(m.Spec.Endpoints) == 0 {
-			errs = append(errs, fmt.Errorf("ServiceMonitor %s: no endpoints", m.Name))
+		cp, ok := resolvePort(c, intstr.FromString("metrics"))
+		if !ok {
+			errs = append(errs, fmt.Errorf("Deployment %s: no containerPort named metrics (ports %v); Prometheus scrapes the pod by that name", d.Name, portNames(c)))
+		} else if int(cp.ContainerPort) != want {
+			errs = append(errs, fmt.Errorf("Deployment %s: containerPort metrics is %d, but serve answers /metrics on %d", d.Name, cp.ContainerPort, want))
 		}
-		for _, e := range m.Spec.Endpoints {
-			if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == e.Port }) {
-				errs = append(errs, fmt.Errorf("ServiceMonitor %s: port %q is not a port name of Service %s", m.Name, e.Port, svc.Name))
-			}
-			h := server.New(server.Config{Fortune: fortune.Catalogue[0], Pod: "metrics-check"}).Handler()
-			if code := status(h, e.Path); code != http.StatusOK {
-				errs = append(errs, fmt.Errorf("ServiceMonitor %s: the server answers GET %s with %d, want 200", m.Name, e.Path, code))
+		for _, s := range kit.Services {
+			for _, p := range s.Spec.Ports {
+				if tp, ok := resolvePort(c, p.TargetPort); ok && tp.Name == "metrics" {
+					errs = append(errs, fmt.Errorf("Service %s: port %s reaches Deployment %s's metrics port; keep /metrics off the Service", s.Name, p.Name, d.Name))
+				}
 			}
 		}
 	}
 	return errs
+}
+
+// checkPodMonitors: an optional PodMonitor scrapes the fortunes' pods on
+// their metrics port at a path the shipped server answers there.
+func checkPodMonitors(kit *Kit) []error {
+	var errs []error
+	for _, m := range kit.PodMonitors {
+		sel, err := metav1.LabelSelectorAsSelector(&m.Spec.Selector)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("PodMonitor %s: %w", m.Name, err))
+			continue
+		}
+		if m.Namespace != Namespace {
+			errs = append(errs, fmt.Errorf("PodMonitor %s: in namespace %q, want %q", m.Name, m.Namespace, Namespace))
+		}
+		for _, d := range kit.Deployments {
+			if !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+				errs = append(errs, fmt.Errorf("PodMonitor %s: selector %s misses Deployment %s's pods", m.Name, sel, d.Name))
+			}
+		}
+		if len(m.Spec.PodMetricsEndpoints) == 0 {
+			errs = append(errs, fmt.Errorf("PodMonitor %s: no podMetricsEndpoints", m.Name))
+		}
+		for _, e := range m.Spec.PodMetricsEndpoints {
+			if e.Port != "metrics" {
+				errs = append(errs, fmt.Errorf("PodMonitor %s: port %q, want the pods' metrics port", m.Name, e.Port))
+			}
+			if code, err := MetricsStatus(e.Path); err != nil {
+				errs = append(errs, err)
+			} else if code != http.StatusOK {
+				errs = append(errs, fmt.Errorf("PodMonitor %s: the server answers GET %s on its metrics port with %d, want 200", m.Name, e.Path, code))
+			}
+		}
+	}
+	return errs
+}
+
+// MetricsStatus asks the shipped server, on loopback, how its metrics port
+// answers GET path.
+func MetricsStatus(path string) (int, error) {
+	srv, err := startServer(fortune.Catalogue[0])
+	if err != nil {
+		return 0, err
+	}
+	code := srv.status(srv.metricsURL, path)
+	return code, srv.stop()
+}
+
+// liveServer is the shipped server under Run on two loopback ports.
+type liveServer struct {
+	*server.Server
+	url, metricsURL string
+	stop            func() error
+}
+
+func startServer(f fortune.Fortune) (*liveServer, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ln, err := server.Listen(ctx, "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	mln, err := server.Listen(ctx, "127.0.0.1:0")
+	if err != nil {
+		ln.Close()
+		cancel()
+		return nil, err
+	}
+	srv := server.New(server.Config{Fortune: f, Pod: "deploy-check"})
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, ln, mln) }()
+	return &liveServer{
+		Server:     srv,
+		url:        "http://" + ln.Addr().String(),
+		metricsURL: "http://" + mln.Addr().String(),
+		stop:       func() error { cancel(); return <-done },
+	}, nil
+}
+
+// status sends GET path and returns the response status, or 0 when no
+// answer came.
+func (l *liveServer) status(base, path string) int {
+	client := http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get(base + path)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // fortuneContainer returns the Deployment's only container.
@@ -563,11 +675,4 @@ func durationFlag(args []string, name string, def time.Duration) (time.Duration,
 		return 0, fmt.Errorf("--%s=%q: %w", name, v, err)
 	}
 	return d, nil
-}
-
-// status sends GET path to h and returns the response status.
-func status(h http.Handler, path string) int {
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://omikuji"+path, nil))
-	return rec.Code
 }

@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -27,23 +28,26 @@ type Kit struct {
 	Deployments     []appsv1.Deployment
 	Services        []corev1.Service
 	NetworkPolicies []networkingv1.NetworkPolicy
-	ServiceMonitors []ServiceMonitor
+	PodMonitors     []PodMonitor
+	// DisruptionBudgets are the PodDisruptionBudgets, one per fortune.
+	DisruptionBudgets []policyv1.PodDisruptionBudget
 }
 
-// ServiceMonitor is the part of the Prometheus Operator's
-// monitoring.coreos.com/v1 ServiceMonitor that the servicemonitor component
-// uses. Decoding is strict, so a field outside this subset fails loudly
-// rather than being dropped; widen the type when the component grows.
-type ServiceMonitor struct {
+// PodMonitor is the part of the Prometheus Operator's monitoring.coreos.com/v1
+// PodMonitor that the podmonitor component uses: it scrapes the pods' metrics
+// port directly, which no Service exposes. Decoding is strict, so a field
+// outside this subset fails loudly rather than being dropped; widen the type
+// when the component grows.
+type PodMonitor struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata"`
 	Spec              struct {
-		Selector  metav1.LabelSelector `json:"selector"`
-		Endpoints []struct {
+		Selector            metav1.LabelSelector `json:"selector"`
+		PodMetricsEndpoints []struct {
 			Port     string `json:"port"`
 			Path     string `json:"path"`
 			Interval string `json:"interval,omitempty"`
-		} `json:"endpoints"`
+		} `json:"podMetricsEndpoints"`
 	} `json:"spec"`
 }
 
@@ -107,8 +111,10 @@ func (kit *Kit) add(apiVersion, kind, name string, doc []byte) error {
 		err = decode(doc, &kit.Services)
 	case "networking.k8s.io/v1 NetworkPolicy":
 		err = decode(doc, &kit.NetworkPolicies)
-	case "monitoring.coreos.com/v1 ServiceMonitor":
-		err = decode(doc, &kit.ServiceMonitors)
+	case "monitoring.coreos.com/v1 PodMonitor":
+		err = decode(doc, &kit.PodMonitors)
+	case "policy/v1 PodDisruptionBudget":
+		err = decode(doc, &kit.DisruptionBudgets)
 	default:
 		err = fmt.Errorf("unexpected object (%s): the checks do not know it", gvk)
 	}

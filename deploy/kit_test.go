@@ -8,16 +8,18 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/omikuji/omikuji/internal/fortune"
-	"github.com/omikuji/omikuji/internal/server"
 )
 
 const (
@@ -101,23 +103,25 @@ func TestAWSUpCanSetTheRealImage(t *testing.T) {
 	}
 }
 
-// testdata/components adds both optional Prometheus components to eks.
+// testdata/components adds both optional Prometheus components to eks:
+// each points Prometheus at the pods' metrics port, where the shipped
+// server answers the path.
 func TestPrometheusComponents(t *testing.T) {
 	kit := build(t, "testdata/components")
-	if len(kit.ServiceMonitors) != 1 {
-		t.Fatalf("%d ServiceMonitors, want 1", len(kit.ServiceMonitors))
+	if len(kit.PodMonitors) != 1 {
+		t.Fatalf("%d PodMonitors, want 1", len(kit.PodMonitors))
 	}
-	h := server.New(server.Config{Fortune: fortune.Catalogue[0], Pod: "x"}).Handler()
 	for _, d := range kit.Deployments {
 		a := d.Spec.Template.Annotations
 		if a["prometheus.io/scrape"] != "true" {
 			t.Errorf("Deployment %s: no prometheus.io/scrape annotation", d.Name)
 		}
-		if a["prometheus.io/port"] != "8081" || d.Spec.Template.Spec.Containers[0].Ports[0].ContainerPort != 8081 {
-			t.Errorf("Deployment %s: prometheus.io/port %q is not the containerPort", d.Name, a["prometheus.io/port"])
+		cp, ok := resolvePort(d.Spec.Template.Spec.Containers[0], intstr.FromString("metrics"))
+		if !ok || a["prometheus.io/port"] != strconv.Itoa(int(cp.ContainerPort)) {
+			t.Errorf("Deployment %s: prometheus.io/port %q is not the metrics containerPort", d.Name, a["prometheus.io/port"])
 		}
-		if code := status(h, a["prometheus.io/path"]); code != http.StatusOK {
-			t.Errorf("Deployment %s: prometheus.io/path %q answers %d", d.Name, a["prometheus.io/path"], code)
+		if code, err := MetricsStatus(a["prometheus.io/path"]); err != nil || code != http.StatusOK {
+			t.Errorf("Deployment %s: prometheus.io/path %q answers %d (%v)", d.Name, a["prometheus.io/path"], code, err)
 		}
 	}
 }
@@ -210,5 +214,6 @@ func sortByName(kit *Kit) {
 	slices.SortFunc(kit.Deployments, func(a, b appsv1.Deployment) int { return byName(&a, &b) })
 	slices.SortFunc(kit.Services, func(a, b corev1.Service) int { return byName(&a, &b) })
 	slices.SortFunc(kit.NetworkPolicies, func(a, b networkingv1.NetworkPolicy) int { return byName(&a, &b) })
-	slices.SortFunc(kit.ServiceMonitors, func(a, b ServiceMonitor) int { return byName(&a, &b) })
+	slices.SortFunc(kit.PodMonitors, func(a, b PodMonitor) int { return byName(&a, &b) })
+	slices.SortFunc(kit.DisruptionBudgets, func(a, b policyv1.PodDisruptionBudget) int { return byName(&a, &b) })
 }

@@ -34,6 +34,7 @@ type flow struct {
 	root     string
 	endpoint string // moto
 	bin      string // stand-ins
+	registry string // stands in for ECR's registry
 	records  string // what the stand-ins recorded
 	path     string // PATH for the scripts
 	scratch  string // outlives the subtests, which share state
@@ -45,7 +46,7 @@ func newFlow(t *testing.T) *flow {
 		requireTool(t, tool, "the aws CLI comes preinstalled on these machines; make and git are Debian packages")
 	}
 	requireTool(t, "moto_server", "the moto AWS emulator comes preinstalled on these machines and cannot be installed offline")
-	f := &flow{t: t, root: repoRoot(t), endpoint: startMoto(t), bin: installStandins(t), scratch: t.TempDir()}
+	f := &flow{t: t, root: repoRoot(t), endpoint: startMoto(t), bin: installStandins(t), registry: startRegistry(t), scratch: t.TempDir()}
 	f.path = f.bin + string(os.PathListSeparator) + os.Getenv("PATH")
 	return f
 }
@@ -170,6 +171,8 @@ func (f *flow) env(extra ...string) []string {
 		"KUBECONFIG="+filepath.Join(f.records, "kubeconfig"),
 		"OMIKUJI_IMAGE_TOOL="+filepath.Join(f.bin, imageToolName),
 		standinDirEnv+"="+f.records,
+		standinRegistryEnv+"="+f.registry,
+		standinRepoEnv+"="+f.root,
 		realKubectlEnv+"="+requireTool(f.t, "kubectl", "the stand-in renders the app with the real `kubectl kustomize`"),
 	)
 	// Later entries win: drop the defaults that extra overrides or unsets ("KEY=" with no value removes it).
@@ -349,20 +352,24 @@ func TestAWSFlowAgainstMoto(t *testing.T) {
 			"kubectl apply -k", "kubectl -n omikuji rollout status", "kubectl -n omikuji get service omikuji",
 			"curl")
 
-		// The image: built for the nodes' architecture (t3.small: amd64) and
-		// pushed under an immutable, commit-derived tag with the ECR password.
+		// The image: the index of both platforms, built from the commit and
+		// pushed under an immutable, commit-derived tag with the ECR password;
+		// a node of either kind resolves the tag to its own image.
 		build, push := calls[index(calls, imageToolName+" build")], calls[index(calls, imageToolName+" push")]
-		m := regexp.MustCompile(` --to (\S+):(g[0-9a-f]{12}(?:-dirty-[0-9]{14})?) --username AWS --password-stdin$`).FindStringSubmatch(push)
+		m := regexp.MustCompile(` --oci \S+ --to (\S+):(g[0-9a-f]{12}(?:-dirty-[0-9]{14})?) --username AWS --password-stdin$`).FindStringSubmatch(push)
 		if m == nil || m[1] != repoURI {
-			t.Fatalf("push %q: want --to %s:g<commit> --username AWS --password-stdin", push, repoURI)
+			t.Fatalf("push %q: want --oci DIR --to %s:g<commit> --username AWS --password-stdin", push, repoURI)
 		}
 		tag := m[2]
-		if !strings.Contains(build, "--platform linux/amd64") || !strings.Contains(build, "--tag omikuji:"+tag) {
-			t.Errorf("build %q: want --platform linux/amd64 and --tag omikuji:%s", build, tag)
+		for _, arg := range []string{"--oci ", "--platform linux/amd64,linux/arm64", "--tag omikuji:" + tag, "--version " + tag} {
+			if !strings.Contains(build, arg) {
+				t.Errorf("build %q lacks %q", build, arg)
+			}
 		}
 		if pw, err := os.ReadFile(filepath.Join(f.records, "push-password")); err != nil || !strings.Contains(string(pw), "auth-token") {
 			t.Errorf("the push did not get ECR's password on stdin: %q %v", pw, err)
 		}
+		checkPushedIndex(t, f.registry, "omikuji/fortune", tag, f.root)
 
 		// The stack outputs reached the config eksctl was given, and eksctl's
 		// own code accepts it.

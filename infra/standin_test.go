@@ -9,7 +9,6 @@ package infra
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,21 +116,7 @@ func standin(name string, args []string, dir string) error {
 	case "curl":
 		fmt.Println("大吉 great-fortune")
 	case imageToolName:
-		switch args[0] {
-		case "build":
-			return os.WriteFile(flagValue(args, "-o"), []byte("image"), 0o644)
-		case "push":
-			if _, err := os.Stat(flagValue(args, "--tar")); err != nil {
-				return err
-			}
-			password, err := io.ReadAll(os.Stdin)
-			if err != nil || len(strings.TrimSpace(string(password))) == 0 {
-				return fmt.Errorf("no password on stdin")
-			}
-			return os.WriteFile(filepath.Join(dir, "push-password"), password, 0o600)
-		default:
-			return fmt.Errorf("unexpected call: %s", line)
-		}
+		return imageStandin(args, dir)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ packages=(
   prometheus          # promtool check metrics
   shellcheck          # infra scripts
   nginx-light wrk     # benchmark yardstick and load generator
+  libnginx-mod-stream # nginx stream balancers audited by omikuji draw's tests
   containerd runc containernetworking-plugins etcd-server  # real-cluster e2e
   iptables nftables conntrack openssl
 )

@@ -9,34 +9,61 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"github.com/omikuji/omikuji/internal/audit"
 	"github.com/omikuji/omikuji/internal/fortune"
 )
 
-// runDraw draws fortunes from a running omikuji and audits the odds. Exit
-// codes: 0 consistent, 1 a test failed at --alpha, 2 bad input or no draw
+// headerFlags collects repeatable -H 'Name: value' flags.
+type headerFlags []audit.Header
+
+func (h *headerFlags) String() string { return "" }
+func (h *headerFlags) Set(raw string) error {
+	parsed, err := audit.ParseHeader(raw)
+	if err != nil {
+		return err
+	}
+	*h = append(*h, parsed)
+	return nil
+}
+
+// runDraw draws from a load balancer and audits the odds. Exit codes: 0
+// consistent, 1 a deciding test failed at --alpha, 2 bad input or no draw
 // succeeded.
 func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("omikuji draw", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: omikuji draw URL [flags]\n\nDraws fortunes from URL, each on a new TCP connection, and tests whether the\nodds match --expect and whether each draw is independent of the last.\nExit 0 consistent, 1 inconsistent, 2 error.\n\n")
+		fmt.Fprintf(stderr, "usage: omikuji draw URL [flags]\n\nDraws from URL, each draw on a new TCP connection, and tests whether the group\nshares match --expect, whether the backends within each group share evenly,\nand whether each draw is independent of the last.\nExit 0 consistent, 1 inconsistent, 2 error.\n\n")
 		fs.PrintDefaults()
 	}
-	o := audit.Options{}
-	fs.IntVar(&o.Draws, "n", 1000, "number of draws")
-	fs.IntVar(&o.Concurrency, "c", 4, "draws in flight at once")
-	fs.DurationVar(&o.Timeout, "timeout", 5*time.Second, "per draw, from connecting to the last byte")
-	fs.BoolVar(&o.KeepAlive, "keep-alive", false, "reuse one connection per worker (shows keep-alive pinning)")
-	expectFlag := fs.String("expect", fortune.DefaultReplicas().String(), "expected weights id=n,...; fortunes left out weigh 0")
-	alpha := fs.Float64("alpha", 0.001, "significance level of both tests, in (0, 1)")
+	a := audit.Audit{}
+	var headers headerFlags
+	fs.IntVar(&a.Draws, "n", 1000, "number of draws, 1 to 1000000")
+	fs.IntVar(&a.Concurrency, "c", 4, fmt.Sprintf("draws in flight at once, 1 to %d", audit.MaxConcurrency))
+	fs.DurationVar(&a.Timeout, "timeout", 5*time.Second, "per draw, from connecting to the last byte")
+	fs.DurationVar(&a.MaxTime, "max-time", 0, "deadline for the whole run, e.g. 2m (0: none)")
+	fs.BoolVar(&a.KeepAlive, "keep-alive", false, "reuse one connection per worker (shows keep-alive pinning)")
+	backendFlag := fs.String("backend", audit.KindOmikuji, "how an answer names its backend: omikuji | header:NAME | json:PATH | regex:RE")
+	groupFlag := fs.String("group", "default", "how backends form groups: default (the fortune for omikuji, else each backend) | regex:RE")
+	expectFlag := fs.String("expect", "", "expected shares: uniform | uniform:N | group=weight,... (default: "+fortune.DefaultReplicas().String()+" for omikuji, uniform otherwise)")
+	testsFlag := fs.String("tests", strings.Join(audit.AllTests, ","), "the tests that decide the exit code, from fit,uniform,independence")
+	fs.Var(&headers, "H", "request header 'Name: value', repeatable (Host: sets the host)")
+	fs.StringVar(&a.Method, "method", "GET", "GET or HEAD (HEAD needs --backend header:NAME)")
+	fs.BoolVar(&a.Insecure, "insecure", false, "accept any TLS certificate (self-signed test gateways only)")
+	fs.Float64Var(&a.Alpha, "alpha", 0.001, "significance level of the tests, in (0, 1)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	htmlFile := fs.String("html", "", "also write the report as one self-contained HTML page to this file")
+	watch := fs.Bool("watch", false, "draw continuously and judge each --window; live view on a terminal, one JSON line per window otherwise")
+	fs.Float64Var(&a.Rate, "rate", 0, fmt.Sprintf("draws started per second at most (default %g with --watch, else unlimited)", audit.DefaultRate))
+	window := fs.Int("window", audit.DefaultWindow, "with --watch: draws per judged window")
 
 	// The URL may come before, between or after the flags.
 	var positional []string
@@ -58,18 +85,38 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	o.URL = positional[0]
-	expect, err := fortune.ParseCounts(*expectFlag)
-	if err != nil {
-		fmt.Fprintf(stderr, "omikuji draw: --expect: %v\n", err)
+	a.URL = positional[0]
+	a.Headers = headers
+	if *expectFlag == "" && flagSet(fs, "expect") {
+		fmt.Fprintf(stderr, "omikuji draw: --expect is empty; for example --expect %s, --expect uniform or --expect uniform:10\n", fortune.DefaultReplicas())
 		return 2
 	}
-	if !(*alpha > 0 && *alpha < 1) {
-		fmt.Fprintf(stderr, "omikuji draw: --alpha must be between 0 and 1, got %v\n", *alpha)
-		return 2
+	if *watch {
+		if !flagSet(fs, "rate") {
+			a.Rate = audit.DefaultRate
+		}
+		if a.Rate <= 0 {
+			fmt.Fprintf(stderr, "omikuji draw: --rate must be a positive number of draws per second, got %v; for example --rate 5\n", a.Rate)
+			return 2
+		}
+		if *expectFlag == "" {
+			// Scaling changes what to expect: judge against the backends
+			// answering now, which is what kube-proxy promises.
+			*expectFlag = audit.ExpectUniform
+		}
 	}
-	if err := o.Validate(); err != nil {
+	if err := parseAudit(&a, *backendFlag, *groupFlag, *expectFlag, *testsFlag); err != nil {
 		fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
+		return 2
+	}
+	if *watch {
+		if err := audit.ValidateWindow(*window, a.Expect); err != nil {
+			fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
+			return 2
+		}
+	}
+	if err := checkOutputFile(*htmlFile); err != nil {
+		fmt.Fprintf(stderr, "omikuji draw: --html %v; for example --html report.html\n", err)
 		return 2
 	}
 
@@ -77,11 +124,14 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, stop)
-	bar := newProgressBar(stderr, o.Draws)
-	if bar != nil {
-		o.OnDraw = func() { _ = bar.Add(1) }
+	if *watch {
+		return runWatch(ctx, a, *window, *asJSON, *htmlFile, stdout, stderr)
 	}
-	sample, err := audit.Draw(ctx, o)
+	bar := newProgressBar(stderr, a.Draws)
+	if bar != nil {
+		a.OnDraw = func(audit.Outcome) { _ = bar.Add(1) }
+	}
+	sample, err := audit.Draw(ctx, a.Options)
 	if bar != nil && sample.Stopped != "" {
 		// A full bar clears itself; one cut short stays, so end its line.
 		_ = bar.Exit()
@@ -91,7 +141,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
 		return 2
 	}
-	report := audit.Analyze(sample, o, expect, *alpha)
+	report := audit.Analyze(sample, a)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -103,17 +153,144 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
 		return 2
 	}
+	if *htmlFile != "" {
+		if err := writeFileAtomically(*htmlFile, report.WriteHTML); err != nil {
+			fmt.Fprintf(stderr, "omikuji draw: --html: %v\n", err)
+			return 2
+		}
+	}
 	if report.Verdict == audit.Unreachable {
-		fmt.Fprintf(stderr, "omikuji draw: no draw from %s succeeded\n", o.URL)
+		fmt.Fprintf(stderr, "omikuji draw: no draw from %s succeeded\n", report.URL)
 	}
 	return report.ExitCode()
+}
+
+// runWatch draws until Ctrl-C: a live view redrawn in place on a terminal,
+// one JSON object per completed window otherwise; then the final report of
+// the last window of draws.
+func runWatch(ctx context.Context, a audit.Audit, window int, asJSON bool, htmlFile string, stdout, stderr io.Writer) int {
+	if a.MaxTime > 0 { // --max-time ends a watch as Ctrl-C does
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.MaxTime)
+		defer cancel()
+	}
+	w := audit.Watch{Audit: a, Window: window}
+	var outMu sync.Mutex
+	if isTerminal(stdout) {
+		w.Every = 500 * time.Millisecond
+		w.Live = func(r audit.Report, changes []audit.Change) {
+			outMu.Lock()
+			defer outMu.Unlock()
+			fmt.Fprint(stdout, "\x1b[H\x1b[2J") // home, clear: redraw in place
+			_ = audit.WriteLive(stdout, r, changes, true, time.Now())
+		}
+	} else {
+		enc := json.NewEncoder(stdout)
+		w.Completed = func(s audit.WindowSummary) {
+			outMu.Lock()
+			defer outMu.Unlock()
+			_ = enc.Encode(s)
+		}
+	}
+	final, changes := w.Run(ctx)
+	outMu.Lock()
+	defer outMu.Unlock()
+	if isTerminal(stdout) {
+		fmt.Fprint(stdout, "\x1b[H\x1b[2J")
+	}
+	var err error
+	if asJSON {
+		err = json.NewEncoder(stdout).Encode(final)
+	} else {
+		err = final.WriteText(stdout)
+		if err == nil && len(changes) > 0 {
+			fmt.Fprintln(stdout, "Changes of the odds while watching:")
+			for _, c := range changes {
+				fmt.Fprintf(stdout, "  %s window %d: %s\n", c.At.Format(time.RFC3339), c.Window, c.Summary)
+			}
+		}
+	}
+	if err == nil && htmlFile != "" {
+		err = writeFileAtomically(htmlFile, final.WriteHTML)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
+		return 2
+	}
+	return final.ExitCode()
+}
+
+// checkOutputFile makes sure a report can be written to path (when set)
+// before anything is drawn: its directory exists and is a directory, and
+// path is not one.
+func checkOutputFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	if info, err := os.Stat(filepath.Dir(path)); err != nil || !info.IsDir() {
+		return fmt.Errorf("%q: no directory %s to write it in", path, filepath.Dir(path))
+	}
+	if info, err := os.Stat(path); err == nil && info.IsDir() {
+		return fmt.Errorf("%q is a directory", path)
+	}
+	return nil
+}
+
+// writeFileAtomically writes through a temporary file renamed into place,
+// so that a failed write leaves no half a report.
+func writeFileAtomically(path string, write func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".omikuji-report-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // fails harmlessly after the rename
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// flagSet reports whether the flag name was given.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// parseAudit checks and fills in everything the flags say, before a single
+// request is sent.
+func parseAudit(a *audit.Audit, backend, group, expect, tests string) error {
+	var err error
+	if a.Backend, err = audit.ParseBackend(backend); err != nil {
+		return err
+	}
+	if a.Group, err = audit.ParseGroup(group); err != nil {
+		return err
+	}
+	if a.Expect, err = audit.ParseExpect(expect, a.Backend, a.Group); err != nil {
+		return err
+	}
+	if a.Tests, err = audit.ParseTests(tests); err != nil {
+		return err
+	}
+	if !(a.Alpha > 0 && a.Alpha < 1) {
+		return fmt.Errorf("--alpha must be between 0 and 1, got %v; for example --alpha 0.001", a.Alpha)
+	}
+	return a.Validate()
 }
 
 // newProgressBar returns a live bar on stderr when it is a terminal, else nil:
 // a log or a pipe gets no control characters.
 func newProgressBar(stderr io.Writer, draws int) *progressbar.ProgressBar {
-	f, ok := stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
+	if !isTerminal(stderr) {
 		return nil
 	}
 	return progressbar.NewOptions(draws,

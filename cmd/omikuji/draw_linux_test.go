@@ -72,3 +72,23 @@ func TestDrawShowsAProgressBarOnlyOnATerminal(t *testing.T) {
 		t.Errorf("exit %d; stderr to a pipe got %q, want nothing", code, piped)
 	}
 }
+
+func TestWatchRedrawsInPlaceOnATerminal(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := scalingServer(t, 1<<40, 1500, cancel) // two pods throughout; stop after ~1.5 s
+	controller, terminal := openPTY(t)
+	seen := make(chan string)
+	go func() {
+		b, _ := io.ReadAll(controller)
+		seen <- string(b)
+	}()
+	code := run(ctx, []string{"draw", srv.URL, "--watch", "--rate", "1000", "--window", "300", "-c", "1", "--backend", "header:X-Pod"}, terminal, io.Discard)
+	terminal.Close()
+	screen := <-seen
+	redraws := strings.Count(screen, "\x1b[H\x1b[2J")
+	if code != 0 || redraws < 3 || !strings.Contains(screen, "omikuji draw --watch") || !strings.Contains(screen, "\x1b[1;32mCONSISTENT\x1b[0m") ||
+		!strings.Contains(screen, "2 backends answering") || strings.Contains(screen, `{"window"`) || !strings.Contains(screen, "300 draws from") {
+		t.Errorf("exit %d, %d redraws; the terminal got:\n%q", code, redraws, screen)
+	}
+}

@@ -8,6 +8,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,6 +82,33 @@ func TestDrawBadInputDrawsNothing(t *testing.T) {
 		{[]string{srv.URL, "--expect", "lucky=3"}, "unknown fortune"},
 		{[]string{srv.URL, "--expect", ""}, "empty"},
 		{[]string{srv.URL, "--no-such-flag"}, "not defined"},
+		{[]string{srv.URL, "-c", "100000"}, "-c: concurrency must be between 1 and 256"},
+		{[]string{srv.URL, "--backend", "header:"}, "--backend \"header:\": want a header name"},
+		{[]string{srv.URL, "--backend", "header:X Served"}, "for example omikuji, header:X-Served-By"},
+		{[]string{srv.URL, "--backend", "regex:Name: (\\S+"}, "invalid regular expression"},
+		{[]string{srv.URL, "--backend", "regex:Name: \\S+"}, "no capture group"},
+		{[]string{srv.URL, "--backend", "json:"}, "dotted path"},
+		{[]string{srv.URL, "--backend", "json:items[0].name"}, "non-object"},
+		{[]string{srv.URL, "--backend", "json:a..b"}, "for example omikuji"},
+		{[]string{srv.URL, "--backend", "pod"}, "unknown kind"},
+		{[]string{srv.URL, "--backend", "omikuji:x"}, "no argument"},
+		{[]string{srv.URL, "--group", "prefix:a"}, "--group \"prefix:a\": want default or regex:RE, for example regex:"},
+		{[]string{srv.URL, "--group", "regex:^x$"}, "no capture group"},
+		{[]string{srv.URL, "--expect", "uniform:0"}, "--expect \"uniform:0\": N in uniform:N must be a whole number from 1"},
+		{[]string{srv.URL, "--expect", "uniform:x"}, "for example uniform:3"},
+		{[]string{srv.URL, "--backend", "header:X-Pod", "--expect", "stable=9,stable=1"}, "given twice"},
+		{[]string{srv.URL, "--backend", "header:X-Pod", "--expect", "stable=0"}, "sum to 0"},
+		{[]string{srv.URL, "--backend", "header:X-Pod", "--expect", "=1"}, "for example stable=9,canary=1"},
+		{[]string{srv.URL, "--tests", "fit,speed"}, "--tests \"fit,speed\": \"speed\" is not a test; choose from fit,uniform,independence"},
+		{[]string{srv.URL, "--tests", ""}, "is not a test"},
+		{[]string{srv.URL, "-H", ": x"}, "-H \": x\": want 'Name: value'"},
+		{[]string{srv.URL, "-H", "Host"}, "for example -H 'Host: shop.example'"},
+		{[]string{srv.URL, "--method", "POST"}, "--method \"POST\": want GET or HEAD"},
+		{[]string{srv.URL, "--method", "HEAD"}, "use --backend header:NAME"},
+		{[]string{srv.URL, "--max-time", "-1s"}, "--max-time must not be negative"},
+		{[]string{srv.URL, "--html", "/no/such/dir/report.html"}, "--html \"/no/such/dir/report.html\": no directory /no/such/dir"},
+		{[]string{srv.URL, "--html", "/tmp"}, "is a directory; for example --html report.html"},
+		{[]string{"http://user:secret@127.0.0.1:99999/"}, "bad URL \"http://***@127.0.0.1:99999/\""},
 	} {
 		code, stdout, stderr := drawCmd(tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) || stdout != "" {
@@ -172,5 +202,41 @@ func TestDrawUnreachableExits2(t *testing.T) {
 	}
 	if code != 2 || r.Verdict != audit.Unreachable || r.Pass || r.Failures[audit.FailRefused] == 0 || !strings.Contains(stderr, "no draw") {
 		t.Errorf("exit %d, stderr %q, report %+v", code, stderr, r)
+	}
+}
+
+func TestDrawWritesHTML(t *testing.T) {
+	srv, _ := fortuneServer(t)
+	path := filepath.Join(t.TempDir(), "report.html")
+	code, stdout, stderr := drawCmd(srv.URL, "-n", "500", "-c", "1", "--html", path)
+	page, err := os.ReadFile(path)
+	if code != 1 || err != nil || !strings.HasPrefix(string(page), "<!DOCTYPE html>") || !strings.Contains(string(page), "INCONSISTENT") || !strings.Contains(stdout, "INCONSISTENT") {
+		t.Errorf("--html: exit %d, %v, stderr %q, page of %d bytes", code, err, stderr, len(page))
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("the report's directory holds %d files, want just the report", len(entries))
+	}
+}
+
+// Every flag of `omikuji draw -h` is documented in docs/draw.md.
+func TestDrawDocListsEveryFlag(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/draw.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, help := drawCmd("-h")
+	flags := regexp.MustCompile(`(?m)^  -([a-zA-Z-]+)`).FindAllStringSubmatch(help, -1)
+	if len(flags) < 15 {
+		t.Fatalf("draw -h lists %d flags:\n%s", len(flags), help)
+	}
+	for _, m := range flags {
+		name := "--" + m[1]
+		if len(m[1]) == 1 {
+			name = "-" + m[1]
+		}
+		if !strings.Contains(string(doc), "| `"+name+"` |") {
+			t.Errorf("docs/draw.md's flag table lacks %s", name)
+		}
 	}
 }

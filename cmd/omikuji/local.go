@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -16,48 +13,38 @@ import (
 	"github.com/omikuji/omikuji/internal/local"
 )
 
+const localUsage = `usage: omikuji local [flags]
+
+Runs every fortune replica and, in front of them, a layer-4 balancer that picks
+a replica for each new TCP connection, as kube-proxy does for a Service. Flags
+that serve also has can be set by the same environment variables.
+
+`
+
 func runLocal(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("omikuji local", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: omikuji local [flags]\n\nRuns every fortune replica and, in front of them, a layer-4 balancer that picks\na replica for each new TCP connection, as kube-proxy does for a Service.\n\n")
-		fs.PrintDefaults()
-	}
-	addr := fs.String("addr", local.DefaultAddr, "front listener address")
+	fs := newFlagSet("local", localUsage, stderr)
+	var env envReader
+	addr := fs.String("addr", env.String("OMIKUJI_ADDR", local.DefaultAddr), "front listener address (env OMIKUJI_ADDR)")
+	metricsAddr := fs.String("metrics-addr", env.String("OMIKUJI_METRICS_ADDR", local.DefaultMetricsAddr), "listen address of every replica's /metrics, labelled by pod; empty serves none (env OMIKUJI_METRICS_ADDR)")
 	replicas := fs.String("replicas", fortune.DefaultReplicas().String(), "replicas per fortune, id=n,...; fortunes left out get none")
 	balancer := fs.String("balancer", local.Random, "random (kube-proxy iptables/nftables) or round-robin (IPVS's default)")
-	keepAlive := fs.Bool("keep-alive", false, "let connections persist, as the original did: browser reloads then stick to one replica")
+	keepAlive := fs.Bool("keep-alive", env.Bool("OMIKUJI_KEEP_ALIVE", false), "let connections persist: browser reloads then stick to one replica (env OMIKUJI_KEEP_ALIVE)")
 	seed := fs.Uint64("seed", 0, "seed for pod names and the random balancer; 0 picks one at random")
-	logLevel := fs.String("log-level", "warn", "debug (one line per connection), info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "omikuji local: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	if _, _, err := net.SplitHostPort(*addr); err != nil {
-		fmt.Fprintf(stderr, "omikuji local: --addr %q: want host:port\n", *addr)
-		return 2
+	logLevel := fs.String("log-level", env.String("OMIKUJI_LOG_LEVEL", "warn"), "debug (one line per connection), info, warn or error (env OMIKUJI_LOG_LEVEL)")
+	if code, ok := parseFlags(fs, args, &env); !ok {
+		return code
 	}
 	counts, err := fortune.ParseCounts(*replicas)
 	if err != nil {
 		fmt.Fprintf(stderr, "omikuji local: --replicas: %v\n", err)
 		return 2
 	}
-	if *balancer != local.Random && *balancer != local.RoundRobin {
-		fmt.Fprintf(stderr, "omikuji local: --balancer: unknown balancer %q; want %s or %s\n", *balancer, local.Random, local.RoundRobin)
+	cfg := local.Config{Addr: *addr, MetricsAddr: *metricsAddr, Replicas: counts, Balancer: *balancer, KeepAlive: *keepAlive, Seed: *seed}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "omikuji local: %v\n", err)
 		return 2
 	}
-	if total := counts.Total(); total > local.MaxReplicas {
-		fmt.Fprintf(stderr, "omikuji local: --replicas: %d replicas in all; at most %d in local mode\n", total, local.MaxReplicas)
-		return 2
-	}
-	log, err := newLogger(stderr, *logLevel)
-	if err != nil {
+	if cfg.Logger, err = newLogger(stderr, *logLevel); err != nil {
 		fmt.Fprintf(stderr, "omikuji local: %v\n", err)
 		return 2
 	}
@@ -66,12 +53,15 @@ func runLocal(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer stop()
 	// Once stopping, a second Ctrl-C kills at once instead of waiting.
 	context.AfterFunc(ctx, stop)
-	sys, err := local.Start(local.Config{Addr: *addr, Replicas: counts, Balancer: *balancer, KeepAlive: *keepAlive, Seed: *seed, Logger: log})
+	sys, err := local.Start(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "omikuji local: %v\n", err)
 		return 1
 	}
 	printOdds(stdout, sys.URL(), counts, *balancer, *keepAlive)
+	if u := sys.MetricsURL(); u != "" {
+		fmt.Fprintf(stdout, "metrics of every replica: %s\n", u)
+	}
 	<-ctx.Done()
 	if err := sys.Close(); err != nil {
 		fmt.Fprintf(stderr, "omikuji local: %v\n", err)

@@ -7,11 +7,17 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
+	"time"
+
+	"golang.org/x/term"
 )
 
 const usage = `usage: omikuji <command> [flags]
@@ -51,6 +57,84 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// newFlagSet returns the flag set of "omikuji <name>": its usage line and
+// description, then its flags, go to stderr.
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("omikuji "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args and reports the environment's errors: ok false
+// means exit with code (0 after -h, 2 for a usage error). Positional
+// arguments are refused.
+func parseFlags(fs *flag.FlagSet, args []string, env *envReader) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if err := errors.Join(env.errs...); err != nil {
+		fmt.Fprintf(fs.Output(), "%s: %v\n", fs.Name(), err)
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return 2, false
+	}
+	return 0, true
+}
+
+// envReader reads OMIKUJI_* variables as flag defaults, trimmed of spaces,
+// and collects the values it cannot parse.
+type envReader struct{ errs []error }
+
+func (e *envReader) lookup(name string) (string, bool) {
+	v, ok := os.LookupEnv(name)
+	return strings.TrimSpace(v), ok
+}
+
+func (e *envReader) String(name, def string) string {
+	if v, ok := e.lookup(name); ok {
+		return v
+	}
+	return def
+}
+
+func (e *envReader) Bool(name string, def bool) bool {
+	return envParse(e, name, def, strconv.ParseBool, "true or false")
+}
+
+func (e *envReader) Duration(name string, def time.Duration) time.Duration {
+	return envParse(e, name, def, time.ParseDuration, "a duration such as 5s")
+}
+
+// envParse reads name with parse; a value it rejects is an error that
+// says what was wanted, and def stands in.
+func envParse[T any](e *envReader, name string, def T, parse func(string) (T, error), want string) T {
+	v, ok := e.lookup(name)
+	if !ok {
+		return def
+	}
+	x, err := parse(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: want %s", name, v, want))
+		return def
+	}
+	return x
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
 // newLogger logs JSON, or text when stderr is a terminal.
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
@@ -58,18 +142,8 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: l}
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			return slog.New(slog.NewTextHandler(w, opts)), nil
-		}
+	if isTerminal(w) {
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return slog.New(slog.NewJSONHandler(w, opts)), nil
-}
-
-// envDefault returns the environment variable's value, or def when unset.
-func envDefault(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return strings.TrimSpace(v)
-	}
-	return def
 }

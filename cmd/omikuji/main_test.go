@@ -46,7 +46,7 @@ func TestUsage(t *testing.T) {
 }
 
 func TestServeUsageErrors(t *testing.T) {
-	for _, name := range []string{"OMIKUJI_FORTUNE", "OMIKUJI_ADDR", "OMIKUJI_DRAIN", "OMIKUJI_KEEP_ALIVE", "OMIKUJI_SHUTDOWN_TIMEOUT", "OMIKUJI_LOG_LEVEL"} {
+	for _, name := range omikujiEnv {
 		t.Setenv(name, "")
 		os.Unsetenv(name)
 	}
@@ -64,7 +64,18 @@ func TestServeUsageErrors(t *testing.T) {
 		{nil, []string{"--fortune", "misfortune", "--log-level", "loud"}, `log level "loud"`},
 		{nil, []string{"--fortune", "misfortune", "extra"}, `unexpected argument "extra"`},
 		{nil, []string{"--colour", "red"}, "flag provided but not defined"},
-		{map[string]string{"OMIKUJI_ADDR": "8081"}, []string{"--fortune", "misfortune"}, `--addr "8081": want host:port`},
+		{map[string]string{"OMIKUJI_ADDR": "8081"}, []string{"--fortune", "misfortune"}, `--addr: address "8081": want host:port`},
+		{nil, []string{"--fortune", "misfortune", "--addr", ":99999"}, `--addr: address ":99999": port "99999" is not a number from 0 to 65535`},
+		{nil, []string{"--fortune", "misfortune", "--addr", ":-1"}, `--addr: address ":-1": port "-1"`},
+		{nil, []string{"--fortune", "misfortune", "--addr", "256.0.0.1:8081"}, `--addr: address "256.0.0.1:8081": host "256.0.0.1" is not an IP address`},
+		{nil, []string{"--fortune", "misfortune", "--metrics-addr", ":70000"}, `--metrics-addr: address ":70000"`},
+		{map[string]string{"OMIKUJI_METRICS_ADDR": "nowhere"}, []string{"--fortune", "misfortune"}, `--metrics-addr: address "nowhere"`},
+		{nil, []string{"--fortune", "misfortune", "--metrics-addr", ":8081"}, `--metrics-addr ":8081" is --addr`},
+		{nil, []string{"--fortune", "misfortune", "--drain", "1000000h"}, "--drain 1000000h0m0s + --shutdown-timeout 10s is 1000000h0m10s; at most 18s"},
+		{nil, []string{"--fortune", "misfortune", "--drain", "9s", "--shutdown-timeout", "10s"}, "at most 18s, to stop within the pod's grace period"},
+		{nil, []string{"--fortune", "misfortune", "--pod", ""}, "--pod: want a name of 1 to 253 bytes"},
+		// Every value is trimmed: the drain is fine, the fortune is not.
+		{map[string]string{"OMIKUJI_DRAIN": " 3s\n", "OMIKUJI_KEEP_ALIVE": " true ", "OMIKUJI_FORTUNE": " kichi "}, nil, `unknown fortune "kichi"`},
 	} {
 		for k, v := range tc.env {
 			os.Setenv(k, v)
@@ -79,7 +90,15 @@ func TestServeUsageErrors(t *testing.T) {
 	}
 }
 
+// omikujiEnv are the variables the commands read; the usage tests start
+// without them.
+var omikujiEnv = []string{"OMIKUJI_FORTUNE", "OMIKUJI_ADDR", "OMIKUJI_METRICS_ADDR", "OMIKUJI_POD", "OMIKUJI_DRAIN", "OMIKUJI_KEEP_ALIVE", "OMIKUJI_SHUTDOWN_TIMEOUT", "OMIKUJI_LOG_LEVEL"}
+
 func TestLocalUsageErrors(t *testing.T) {
+	for _, name := range omikujiEnv {
+		t.Setenv(name, "")
+		os.Unsetenv(name)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -90,12 +109,31 @@ func TestLocalUsageErrors(t *testing.T) {
 		{[]string{"--replicas", "small-fortune=101"}, "at most 100"},
 		{[]string{"--balancer", "least-conn"}, `unknown balancer "least-conn"; want random or round-robin`},
 		{[]string{"now"}, `unexpected argument "now"`},
-		{[]string{"--addr", "localhost"}, `--addr "localhost": want host:port`},
+		{[]string{"--addr", "localhost"}, `--addr: address "localhost": want host:port`},
+		{[]string{"--addr", ":99999"}, `--addr: address ":99999": port "99999" is not a number`},
+		{[]string{"--addr", "256.0.0.1:8080"}, `host "256.0.0.1" is not an IP address`},
+		{[]string{"--metrics-addr", "127.0.0.1:-1"}, `--metrics-addr: address "127.0.0.1:-1"`},
 	} {
-		code, stdout, stderr := runCmd(append([]string{"local", "--addr", "127.0.0.1:0"}, tc.args...)...)
+		code, stdout, stderr := runCmd(append([]string{"local", "--addr", "127.0.0.1:0", "--metrics-addr", ""}, tc.args...)...)
 		if code != 2 || !strings.Contains(stderr, tc.want) || stdout != "" {
 			t.Errorf("local %v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr, tc.want)
 		}
+	}
+	// local reads serve's variables where it has the flag, trimmed.
+	for env, want := range map[string]string{
+		"OMIKUJI_ADDR":         `--addr: address ":99999"`,
+		"OMIKUJI_METRICS_ADDR": `--metrics-addr: address ":99999"`,
+	} {
+		t.Setenv(env, " :99999 ")
+		code, _, stderr := runCmd("local")
+		os.Unsetenv(env)
+		if code != 2 || !strings.Contains(stderr, want) {
+			t.Errorf("local with %s=:99999: exit %d, stderr %q; want 2 and %q", env, code, stderr, want)
+		}
+	}
+	t.Setenv("OMIKUJI_KEEP_ALIVE", "sometimes")
+	if code, _, stderr := runCmd("local"); code != 2 || !strings.Contains(stderr, `OMIKUJI_KEEP_ALIVE="sometimes"`) {
+		t.Errorf("local with OMIKUJI_KEEP_ALIVE=sometimes: exit %d, stderr %q", code, stderr)
 	}
 }
 
@@ -140,7 +178,7 @@ func TestMain(m *testing.M) {
 // draws still work, and the process exits 0.
 func TestServeProcess(t *testing.T) {
 	cmd := exec.Command(omikujiBinary(t), "serve", "--addr", "127.0.0.1:0", "--drain", "2s")
-	cmd.Env = append(os.Environ(), "OMIKUJI_FORTUNE=middle-fortune")
+	cmd.Env = append(os.Environ(), "OMIKUJI_FORTUNE=middle-fortune", "OMIKUJI_METRICS_ADDR= 127.0.0.1:0 ", "OMIKUJI_POD=middle-fortune-7d9c5b6f4-x2x9q")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -152,14 +190,17 @@ func TestServeProcess(t *testing.T) {
 	logs := bufio.NewScanner(stderr)
 
 	// The first log line says where it listens, as JSON (stderr is a pipe).
-	var started struct{ Msg, Addr, Fortune, Pod string }
+	var started struct {
+		Msg, Addr, Fortune, Pod string
+		MetricsAddr             string `json:"metrics_addr"`
+	}
 	if !logs.Scan() {
 		t.Fatal("no log line")
 	}
 	if err := json.Unmarshal(logs.Bytes(), &started); err != nil || started.Msg != "serving" {
 		t.Fatalf("first log line %q: %v", logs.Text(), err)
 	}
-	host, _ := os.Hostname()
+	host := "middle-fortune-7d9c5b6f4-x2x9q"
 	if started.Fortune != "middle-fortune" || started.Pod != host {
 		t.Errorf("started %+v, want middle-fortune on pod %q", started, host)
 	}
@@ -188,6 +229,14 @@ func TestServeProcess(t *testing.T) {
 	}
 	if code, _ := status("/readyz"); code != 200 {
 		t.Errorf("readyz before SIGTERM: %d", code)
+	}
+	if code, _ := status("/metrics"); code != http.StatusNotFound {
+		t.Errorf("/metrics on the public port: %d, want 404", code)
+	}
+	if resp, err := client.Get("http://" + started.MetricsAddr + "/metrics"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("/metrics on %q: %v %v", started.MetricsAddr, resp, err)
+	} else {
+		resp.Body.Close()
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -220,7 +269,7 @@ func TestServeProcess(t *testing.T) {
 // and the odds, serves every fortune through the article's grep, and stops
 // on Ctrl-C with exit 0.
 func TestLocalProcess(t *testing.T) {
-	cmd := exec.Command(omikujiBinary(t), "local", "--addr", "127.0.0.1:0", "--seed", "2026")
+	cmd := exec.Command(omikujiBinary(t), "local", "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--seed", "2026")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -32,13 +32,20 @@ image_tool() {
 	fi
 }
 
-# image_platform follows the node group's instance type, so that the image
-# always matches the nodes.
-image_platform() {
-	local type
-	type=$(sed -n 's/^ *instanceType: *\([a-z0-9.-]*\).*/\1/p' "$INFRA/eksctl/cluster.yaml" | head -n 1)
-	[[ -n $type ]] || die "no instanceType in infra/eksctl/cluster.yaml"
-	platform_for_instance_type "$type"
+# The image is one OCI index of both platforms, so node groups of either
+# kind, or mixed ones, pull the image that runs on them.
+IMAGE_PLATFORMS=linux/amd64,linux/arm64
+
+# check_image_platforms makes sure every node group's instance type runs a
+# platform the index has.
+check_image_platforms() {
+	local type platform types
+	types=$(sed -n 's/^ *instanceType: *\([a-z0-9.-]*\).*/\1/p' "$INFRA/eksctl/cluster.yaml")
+	[[ -n $types ]] || die "no instanceType in infra/eksctl/cluster.yaml"
+	while read -r type; do
+		platform=$(platform_for_instance_type "$type")
+		[[ ,$IMAGE_PLATFORMS, == *,$platform,* ]] || die "instance type $type runs $platform, which the image ($IMAGE_PLATFORMS) lacks"
+	done <<<"$types"
 }
 
 default_image_tag() {
@@ -89,15 +96,18 @@ REPOSITORY=$(stack_output "$ECR_STACK" RepositoryName)
 REPOSITORY_URI=$(stack_output "$ECR_STACK" RepositoryUri)
 IMAGE="$REPOSITORY_URI:$IMAGE_TAG"
 
-step image "build and push $IMAGE"
+step image "build and push $IMAGE ($IMAGE_PLATFORMS)"
 if aws ecr describe-images --repository-name "$REPOSITORY" --image-ids "imageTag=$IMAGE_TAG" >/dev/null 2>&1; then
 	echo "$IMAGE is already in the registry"
 else
-	platform=$(image_platform)
-	image_tool build -o "$WORK/omikuji-image.tar" --tag "omikuji:$IMAGE_TAG" --platform "$platform" \
-		--revision "$(git -C "$ROOT" rev-parse HEAD)"
+	check_image_platforms
+	# The commit time dates every file and the image, so the same commit
+	# always gives the same index digest.
+	SOURCE_DATE_EPOCH=$(git -C "$ROOT" log -1 --format=%ct) image_tool build --oci "$WORK/omikuji-oci" \
+		--tag "omikuji:$IMAGE_TAG" --platform "$IMAGE_PLATFORMS" \
+		--version "$IMAGE_TAG" --revision "$(git -C "$ROOT" rev-parse HEAD)"
 	aws ecr get-login-password |
-		image_tool push --tar "$WORK/omikuji-image.tar" --to "$IMAGE" --username AWS --password-stdin
+		image_tool push --oci "$WORK/omikuji-oci" --to "$IMAGE" --username AWS --password-stdin
 fi
 
 step cluster "EKS cluster $CLUSTER (eksctl; about 15 minutes the first time)"

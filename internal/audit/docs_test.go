@@ -17,7 +17,7 @@ func TestDocsMatchTheCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := string(raw)
-	want := []string{fortune.DefaultReplicas().String(), FailRefused, FailTimeout, FailReset, FailDNS, FailBadBody, FailUnknown, FailOther, "http_status_",
+	want := []string{fortune.DefaultReplicas().String(), FailRefused, FailTimeout, FailReset, FailDNS, FailBadBody, FailUnknown, FailTLS, FailNoBackend, FailTooMany, FailOther, "http_status_",
 		Consistent, Inconclusive, Inconsistent, Unreachable}
 	for _, typ := range []reflect.Type{reflect.TypeFor[Report](), reflect.TypeFor[Row](), reflect.TypeFor[Test]()} {
 		for field := range typ.Fields() {

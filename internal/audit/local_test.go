@@ -30,6 +30,15 @@ func startLocal(t testing.TB, balancer string, keepAlive bool) *local.System {
 	return sys
 }
 
+// omikujiAudit is how the draw command judges omikuji with --expect expect.
+func omikujiAudit(o audit.Options, expect fortune.Counts, alpha float64) audit.Audit {
+	e, err := audit.ParseExpect(expect.String(), audit.BackendSpec{Kind: audit.KindOmikuji}, audit.GroupSpec{})
+	if err != nil {
+		panic(err)
+	}
+	return audit.Audit{Options: o, Expect: e, Alpha: alpha}
+}
+
 func drawFrom(t *testing.T, url string, o audit.Options, expect fortune.Counts) audit.Report {
 	t.Helper()
 	o.URL = url
@@ -40,7 +49,7 @@ func drawFrom(t *testing.T, url string, o audit.Options, expect fortune.Counts) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := audit.Analyze(s, o, expect, alpha)
+	r := audit.Analyze(s, omikujiAudit(o, expect, alpha))
 	if r.Failed != 0 {
 		t.Fatalf("%d draws failed: %v %v", r.Failed, r.Failures, r.FailureExamples)
 	}
@@ -53,8 +62,10 @@ func TestLocalRandomPassesTheAudit(t *testing.T) {
 	if r.Verdict != audit.Consistent || !r.Pass || r.ExitCode() != 0 || len(r.LikelyCauses) != 0 {
 		t.Errorf("random balancer: %s — %s %v", r.Verdict, r.Summary, r.LikelyCauses)
 	}
-	if r.GoodnessOfFit.DF != 3 || r.Independence.DF != 9 {
-		t.Errorf("3000 draws should test every fortune: gof df %d, independence df %d", r.GoodnessOfFit.DF, r.Independence.DF)
+	// 3000 draws test every fortune, the six small-fortune pods and the two
+	// middle-fortune ones against each other, and pairs of all ten pods.
+	if r.GoodnessOfFit.DF != 3 || r.Uniformity.DF != 6 || r.Independence.DF != 81 {
+		t.Errorf("3000 draws should test every fortune and pod: gof df %d, uniformity df %d, independence df %d", r.GoodnessOfFit.DF, r.Uniformity.DF, r.Independence.DF)
 	}
 	// Every replica answers, so the pods seen are the replica counts.
 	for _, row := range r.Fortunes {
@@ -62,7 +73,7 @@ func TestLocalRandomPassesTheAudit(t *testing.T) {
 			t.Errorf("%s: %d pods seen, %d replicas running", row.ID, row.Pods, f.Replicas)
 		}
 	}
-	t.Logf("goodness of fit p = %.3g, independence p = %.3g", r.GoodnessOfFit.PValue, r.Independence.PValue)
+	t.Logf("goodness of fit p = %.3g, uniformity p = %.3g, independence p = %.3g", r.GoodnessOfFit.PValue, r.Uniformity.PValue, r.Independence.PValue)
 
 	// Eight at a time, which connection gets which replica depends on
 	// scheduling, so the p-values vary; a fair balancer falls below 1e-6
@@ -72,7 +83,7 @@ func TestLocalRandomPassesTheAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := audit.Analyze(s, o, fortune.DefaultReplicas(), 1e-6); r.Verdict != audit.Consistent {
+	if r := audit.Analyze(s, omikujiAudit(o, fortune.DefaultReplicas(), 1e-6)); r.Verdict != audit.Consistent {
 		t.Errorf("random balancer, -c 8: %s — %s %v", r.Verdict, r.Summary, r.LikelyCauses)
 	}
 }
@@ -153,7 +164,7 @@ func BenchmarkDraw(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if r := audit.Analyze(s, o, fortune.DefaultReplicas(), alpha); r.Succeeded != n {
+			if r := audit.Analyze(s, omikujiAudit(o, fortune.DefaultReplicas(), alpha)); r.Succeeded != n {
 				b.Fatalf("%s: %d of %d draws failed: %v", url, r.Failed, n, r.FailureExamples)
 			}
 		}

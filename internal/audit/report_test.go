@@ -2,6 +2,7 @@ package audit
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -10,22 +11,35 @@ import (
 )
 
 // sampleOf turns category numbers into outcomes from pods named after the
-// fortune and pods(c) pods per fortune, cycling.
-func sampleOf(seq []int, pods int) Sample {
-	s := Sample{}
+// fortune, each drawn at random from pods pods per fortune.
+// It goes through the recorder that Draw uses; extra outcomes follow.
+func sampleOf(seq []int, pods int, extra ...Outcome) Sample {
+	rec := newRecorder(len(seq) + len(extra))
+	rng := rand.New(rand.NewPCG(uint64(len(seq)), uint64(pods)))
 	for i, c := range seq {
 		id := fortune.Catalogue[c].ID
-		s.Outcomes = append(s.Outcomes, Outcome{Fortune: id, Pod: id + "-" + string(rune('a'+i%pods))})
+		rec.record(i, Outcome{Backend: id + "-" + string(rune('a'+rng.IntN(pods))), Group: id})
 	}
-	return s
+	for i, out := range extra {
+		rec.record(len(seq)+i, out)
+	}
+	return rec.sample()
+}
+
+// omikujiAudit is how the draw command judges omikuji by default.
+func omikujiAudit(o Options, expect fortune.Counts, alpha float64) Audit {
+	e, err := ParseExpect(expect.String(), BackendSpec{Kind: KindOmikuji}, GroupSpec{})
+	if err != nil {
+		panic(err)
+	}
+	return Audit{Options: o, Expect: e, Alpha: alpha}
 }
 
 func TestReportJSONSchema(t *testing.T) {
 	seq := drawSeq(rand.New(rand.NewPCG(7, 8)), 2000, defaultWeights)
-	s := sampleOf(seq, 2)
-	s.Outcomes = append(s.Outcomes, Outcome{Failure: FailTimeout, Err: "i/o timeout"})
+	s := sampleOf(seq, 2, Outcome{Failure: FailTimeout, Err: "i/o timeout"})
 	o := Options{URL: "http://127.0.0.1:30081/", Draws: 2001, Concurrency: 8}
-	r := Analyze(s, o, fortune.DefaultReplicas(), 0.001)
+	r := Analyze(s, omikujiAudit(o, fortune.DefaultReplicas(), 0.001))
 	raw, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +80,7 @@ func TestReportJSONSchema(t *testing.T) {
 			}
 		}
 	}
-	if empty := Analyze(Sample{}, o, fortune.DefaultReplicas(), 0.001); empty.Fortunes[0].PodNames == nil {
+	if empty := Analyze(Sample{}, omikujiAudit(o, fortune.DefaultReplicas(), 0.001)); empty.Fortunes[0].PodNames == nil {
 		t.Errorf("pod_names must be [] rather than null when no pod answered")
 	}
 	for _, name := range []string{"goodness_of_fit", "independence"} {
@@ -85,6 +99,12 @@ func TestReportNamesCauses(t *testing.T) {
 	for range 300 {
 		rr = append(rr, cycle...)
 	}
+	rrRec := newRecorder(len(rr)) // one pod per place in the cycle, dealt out in turn
+	for i, c := range rr {
+		id := fortune.Catalogue[c].ID
+		rrRec.record(i, Outcome{Backend: fmt.Sprintf("%s-%d", id, i%len(cycle)), Group: id})
+	}
+	rrSample := rrRec.sample()
 	pinned := make([]int, 1000) // every draw a great-fortune
 	fair := drawSeq(rand.New(rand.NewPCG(9, 10)), 3000, defaultWeights)
 	noMisfortune := make([]int, 0, len(fair))
@@ -101,14 +121,14 @@ func TestReportNamesCauses(t *testing.T) {
 		causes    []string
 	}{
 		{"fair", sampleOf(fair, 1), false, Consistent, nil},
-		{"round robin", sampleOf(rr, 1), false, Inconsistent, []string{"round-robin", "IPVS"}},
+		{"round robin", rrSample, false, Inconsistent, []string{"round-robin", "IPVS", "0 times where chance expects"}},
 		{"keep-alive", sampleOf(pinned, 1), true, Inconsistent, []string{"Keep-alive pinning"}},
 		{"affinity", sampleOf(pinned, 1), false, Inconsistent, []string{"sessionAffinity: ClientIP"}},
 		{"missing", sampleOf(noMisfortune, 1), false, Inconsistent, []string{"misfortune never came up", "not Ready", "externalTrafficPolicy: Local"}},
 		{"too few", sampleOf(fair[:3], 1), false, Inconclusive, nil},
 	} {
-		o := Options{URL: "http://127.0.0.1/", Draws: len(tc.sample.Outcomes), Concurrency: 1, KeepAlive: tc.keepAlive}
-		r := Analyze(tc.sample, o, fortune.DefaultReplicas(), 0.001)
+		o := Options{URL: "http://127.0.0.1/", Draws: len(tc.sample.Seq), Concurrency: 1, KeepAlive: tc.keepAlive}
+		r := Analyze(tc.sample, omikujiAudit(o, fortune.DefaultReplicas(), 0.001))
 		if r.Verdict != tc.verdict {
 			t.Errorf("%s: verdict %s (%s), want %s", tc.name, r.Verdict, r.Summary, tc.verdict)
 		}
@@ -137,7 +157,7 @@ func TestReportNamesCauses(t *testing.T) {
 
 func TestTextTableLinesUpInATerminal(t *testing.T) {
 	seq := drawSeq(rand.New(rand.NewPCG(11, 12)), 1000, defaultWeights)
-	r := Analyze(sampleOf(seq, 1), Options{URL: "http://127.0.0.1/", Draws: 1000, Concurrency: 1}, fortune.DefaultReplicas(), 0.001)
+	r := Analyze(sampleOf(seq, 1), omikujiAudit(Options{URL: "http://127.0.0.1/", Draws: 1000, Concurrency: 1}, fortune.DefaultReplicas(), 0.001))
 	var text strings.Builder
 	if err := r.WriteText(&text); err != nil {
 		t.Fatal(err)
@@ -146,7 +166,7 @@ func TestTextTableLinesUpInATerminal(t *testing.T) {
 	// on every fortune row, kanji being two columns wide.
 	col := -1
 	for _, line := range strings.Split(text.String(), "\n") {
-		if !strings.Contains(line, "-fortune") && !strings.HasPrefix(strings.TrimSpace(line), "misfortune") {
+		if !strings.Contains(line, "%") || !strings.Contains(line, "-fortune") && !strings.HasPrefix(strings.TrimSpace(line), "misfortune") {
 			continue
 		}
 		c := displayWidth(line[:strings.Index(line, "%")])

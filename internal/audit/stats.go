@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	"math"
 	"slices"
 
 	"gonum.org/v1/gonum/stat"
@@ -22,7 +23,10 @@ type Test struct {
 	DF         int     `json:"df"`
 	PValue     float64 `json:"p_value"`
 	Passed     bool    `json:"passed"` // true also when not applicable: nothing was shown wrong
-	Note       string  `json:"note,omitempty"`
+	// NothingToTest says the test is not applicable whatever the number of
+	// draws: a single group, a single backend per group, a single backend.
+	NothingToTest bool   `json:"nothing_to_test,omitempty"`
+	Note          string `json:"note,omitempty"`
 }
 
 // A cell pairs an observed count with the count expected under the null hypothesis.
@@ -92,6 +96,7 @@ func GoodnessOfFit(observed, weights []int, alpha float64) Test {
 			cells = append(cells, cell{float64(observed[i]), float64(n) * float64(w) / float64(totalWeight)})
 		}
 	}
+	t.NothingToTest = len(cells) < 2 && impossible == 0
 	cells = mergeSparse(cells)
 	if len(cells) >= 2 {
 		t.Applicable = true
@@ -102,8 +107,10 @@ func GoodnessOfFit(observed, weights []int, alpha float64) Test {
 		t.Applicable = true
 		t.PValue = 0
 		t.Note = fmt.Sprintf("%d draws of fortunes expected never to come", impossible)
+	} else if t.NothingToTest {
+		t.Note = "only one group is expected: nothing to compare"
 	} else if !t.Applicable {
-		t.Note = fmt.Sprintf("too few draws: fewer than two groups of fortunes expect %d or more", MinExpected)
+		t.Note = fmt.Sprintf("too few draws: fewer than two groups expect %d or more", MinExpected)
 	}
 	t.Passed = !t.Applicable || t.PValue >= alpha
 	return t
@@ -157,8 +164,13 @@ func Independence(seq []int, k int, alpha float64) Test {
 			group[c] = g
 		}
 	}
+	if len(buckets) < 2 && len(buckets[0].members) == 1 {
+		t.NothingToTest = true
+		t.Note = "only one backend drawn: nothing to compare"
+		return t
+	}
 	if groups < 2 {
-		t.Note = "only one fortune (or group of rare fortunes) drawn: nothing to compare"
+		t.Note = fmt.Sprintf("too few draws: the rare backends merged into one category still expect fewer than %d pairs", MinExpected)
 		return t
 	}
 	table := make([][]int, groups)
@@ -195,10 +207,149 @@ func Independence(seq []int, k int, alpha float64) Test {
 	t.DF = (usedRows - 1) * (usedCols - 1)
 	if t.DF < 1 {
 		t.DF = 0
-		t.Note = "only one fortune (or group of rare fortunes) drawn: nothing to compare"
+		t.Note = "too few draws: a category only opens or only closes pairs"
 		return t
 	}
 	t.Applicable = true
+	t.Statistic, t.PValue = chiSquare(cells, t.DF)
+	t.Passed = t.PValue >= alpha
+	return t
+}
+
+// Uniformity tests whether the backends within each group share its draws
+// equally, as kube-proxy promises for the pods behind a Service: a
+// goodness-of-fit test per group against equal shares, sparse cells merged
+// as in mergeSparse. Given the groups' totals the per-group statistics are
+// independent, so their sum is tested on the sum of their degrees of
+// freedom. counts[g] holds the draws of each backend of group g; groups with
+// a single backend (or too few draws to merge into two cells) say nothing.
+func Uniformity(counts [][]int, alpha float64) Test {
+	t := Test{Name: "chi-square uniformity of backends within each group", Passed: true}
+	var statistic float64
+	t.NothingToTest = true
+	for _, group := range counts {
+		n := 0
+		for _, c := range group {
+			n += c
+		}
+		if len(group) < 2 || n == 0 {
+			continue
+		}
+		t.NothingToTest = false
+		cells := make([]cell, len(group))
+		for i, c := range group {
+			cells[i] = cell{float64(c), float64(n) / float64(len(group))}
+		}
+		cells = mergeSparse(cells)
+		if len(cells) < 2 {
+			continue
+		}
+		s, _ := chiSquare(cells, len(cells)-1)
+		statistic += s
+		t.DF += len(cells) - 1
+	}
+	if t.NothingToTest {
+		t.Note = "every group has a single backend: nothing to compare"
+		return t
+	}
+	if t.DF == 0 {
+		t.Note = fmt.Sprintf("too few draws: no group has two backends with %d or more expected draws each", MinExpected)
+		return t
+	}
+	t.Applicable = true
+	t.Statistic = statistic
+	t.PValue = distuv.ChiSquared{K: float64(t.DF)}.Survival(statistic)
+	t.Passed = t.PValue >= alpha
+	return t
+}
+
+// MissingBackends bounds the chance that n independent uniform draws over
+// expected backends leave at least expected−seen of them out: by the union
+// bound over which ones are missed, C(N, m)·(1 − m/N)ⁿ. It also returns the
+// largest n at which that bound still reaches alpha: how few draws chance
+// alone would need to miss that many.
+func MissingBackends(seen, expected, n int, alpha float64) (p float64, plausibleUpTo int) {
+	m := expected - seen
+	if m <= 0 {
+		return 1, 0
+	}
+	if m >= expected {
+		return 0, 0 // nothing answered: not a question of chance
+	}
+	logChoose := lgamma(expected+1) - lgamma(m+1) - lgamma(expected-m+1)
+	logMiss := math.Log1p(-float64(m) / float64(expected))
+	p = math.Exp(min(0, logChoose+float64(n)*logMiss))
+	plausibleUpTo = max(0, int(math.Floor((math.Log(alpha)-logChoose)/logMiss)))
+	return p, plausibleUpTo
+}
+
+func lgamma(x int) float64 {
+	v, _ := math.Lgamma(float64(x))
+	return v
+}
+
+// Repeats counts consecutive draws from the same backend and what
+// independence expects: given the counts f of each backend, a random order
+// of the n draws repeats Σ f(f−1)/n times on average over n−1 pairs.
+// Round-robin repeats far less, pinning and affinity far more.
+func Repeats(seq []int, k int) (observed int, expected float64) {
+	if len(seq) < 2 {
+		return 0, 0
+	}
+	freq := make([]int, k)
+	for i, c := range seq {
+		freq[c]++
+		if i > 0 && seq[i-1] == c {
+			observed++
+		}
+	}
+	for _, f := range freq {
+		expected += float64(f) * float64(f-1)
+	}
+	return observed, expected / float64(len(seq))
+}
+
+// Homogeneity tests whether two samples of counts over the same categories
+// (backends) come from the same shares: a chi-square test on the 2×k table.
+// Categories are merged, rarest first, until every cell expects at least
+// MinExpected; a category seen in only one sample stays a cell of its own
+// when it is common enough, which is how a new or vanished backend shows.
+func Homogeneity(a, b []int, alpha float64) Test {
+	t := Test{Name: "chi-square homogeneity of two windows", Passed: true}
+	na, nb := 0, 0
+	type column struct{ a, b int }
+	var cols []column
+	for i := range a {
+		if a[i]+b[i] > 0 {
+			cols = append(cols, column{a[i], b[i]})
+		}
+		na += a[i]
+		nb += b[i]
+	}
+	n := na + nb
+	if na == 0 || nb == 0 {
+		t.Note = "a window without successful draws"
+		return t
+	}
+	small := min(na, nb)
+	slices.SortStableFunc(cols, func(x, y column) int { return (x.a + x.b) - (y.a + y.b) })
+	// The sparsest cell is the smaller sample's share of the rarest column.
+	for len(cols) > 1 && float64(cols[0].a+cols[0].b)*float64(small)/float64(n) < MinExpected {
+		cols[1] = column{cols[0].a + cols[1].a, cols[0].b + cols[1].b}
+		cols = cols[1:]
+		slices.SortStableFunc(cols, func(x, y column) int { return (x.a + x.b) - (y.a + y.b) })
+	}
+	if len(cols) < 2 {
+		t.Note = "too few draws to compare the windows"
+		return t
+	}
+	var cells []cell
+	for _, c := range cols {
+		total := float64(c.a + c.b)
+		cells = append(cells, cell{float64(c.a), total * float64(na) / float64(n)}, cell{float64(c.b), total * float64(nb) / float64(n)})
+	}
+	t.Applicable = true
+	t.DF = len(cols) - 1
 	t.Statistic, t.PValue = chiSquare(cells, t.DF)
 	t.Passed = t.PValue >= alpha
 	return t

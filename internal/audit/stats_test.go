@@ -3,6 +3,7 @@ package audit
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -199,6 +200,112 @@ func FuzzStatistics(f *testing.F) {
 			}
 			if got.Applicable && got.Passed != (got.PValue >= 0.001) {
 				t.Fatalf("%s: passed disagrees with p: %+v", got.Name, got)
+			}
+		}
+	})
+}
+
+// The new tests, calibrated the same way, where chi-square approximations
+// are most at risk: many backends and few draws. 100 backends over 1000
+// draws make a 10 000-cell pair table expecting 0.1 pair per cell; merged,
+// the test must still reject about 5 % of fair samples, no more.
+func TestManyBackendsFewDrawsAreCalibrated(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const samples, draws, backends = 2000, 1000, 100
+	flat := make([]int, backends)
+	for i := range flat {
+		flat[i] = 1
+	}
+	uniRejects, indRejects, homRejects := 0, 0, 0
+	for range samples {
+		seq := drawSeq(rng, draws, flat)
+		c := counts(seq, backends)
+		// Two groups of 50 backends, tested for uniformity within each.
+		if u := Uniformity([][]int{c[:50], c[50:]}, 0.05); !u.Applicable {
+			t.Fatalf("1000 draws over 2×50 backends: %+v", u)
+		} else if u.PValue < 0.05 {
+			uniRejects++
+		}
+		ind := Independence(seq, backends, 0.05)
+		if !ind.Applicable || ind.DF < 4 {
+			t.Fatalf("1000 draws over 100 backends: %+v, want a merged table of several categories", ind)
+		}
+		if ind.PValue < 0.05 {
+			indRejects++
+		}
+		other := counts(drawSeq(rng, draws, flat), backends)
+		if Homogeneity(c, other, 0.05).PValue < 0.05 {
+			homRejects++
+		}
+	}
+	for name, rejects := range map[string]int{"uniformity": uniRejects, "independence": indRejects, "homogeneity": homRejects} {
+		if rejects < 60 || rejects > 140 {
+			t.Errorf("%s rejected %d of %d fair samples at 0.05, want about 100", name, rejects, samples)
+		}
+	}
+}
+
+// The merged table keeps its power: round-robin over 100 backends, 1000
+// draws, fails with p far below any alpha.
+func TestIndependenceCatchesRoundRobinOverManyBackends(t *testing.T) {
+	seq := make([]int, 1000)
+	for i := range seq {
+		seq[i] = i % 100
+	}
+	if got := Independence(seq, 100, 0.001); !got.Applicable || got.PValue > 1e-20 {
+		t.Errorf("round-robin over 100 backends: %+v", got)
+	}
+	if obs, exp := Repeats(seq, 100); obs != 0 || exp < 8 || exp > 10 {
+		t.Errorf("repeats %d, expected %.1f; want 0 and about 9", obs, exp)
+	}
+}
+
+func TestMissingBackends(t *testing.T) {
+	// 300 draws over 3 backends missing 1: p ≤ 3·(2/3)^300.
+	p, upTo := MissingBackends(2, 3, 300, 1e-6)
+	if want := 3 * math.Pow(2.0/3, 300); math.Abs(p-want) > 1e-6*want {
+		t.Errorf("p = %g, want %g", p, want)
+	}
+	// 3·(2/3)^n ≥ 1e-6 for n ≤ 36.
+	if upTo != 36 {
+		t.Errorf("plausible up to %d draws, want 36", upTo)
+	}
+	if p, _ := MissingBackends(2, 3, 3, 1e-6); p < 0.5 {
+		t.Errorf("3 draws missing one of 3 backends is likely, got p = %g", p)
+	}
+	if p, _ := MissingBackends(3, 3, 10, 1e-6); p != 1 {
+		t.Errorf("none missing: p = %g", p)
+	}
+}
+
+func TestHomogeneitySeesANewBackend(t *testing.T) {
+	before := []int{100, 100, 0, 0}
+	after := []int{50, 50, 50, 50}
+	if got := Homogeneity(before, after, 0.001); got.Passed || got.PValue > 1e-20 {
+		t.Errorf("two pods become four: %+v", got)
+	}
+	if got := Homogeneity([]int{100, 100}, []int{103, 97}, 0.001); !got.Passed {
+		t.Errorf("the same pods: %+v", got)
+	}
+}
+
+func FuzzUniformityAndHomogeneity(f *testing.F) {
+	f.Add([]byte{10, 20, 30, 0, 5}, uint8(2))
+	f.Add([]byte{}, uint8(1))
+	f.Fuzz(func(t *testing.T, raw []byte, split uint8) {
+		c := make([]int, len(raw))
+		for i, b := range raw {
+			c[i] = int(b)
+		}
+		k := min(int(split), len(c))
+		other := slices.Clone(c)
+		slices.Reverse(other)
+		for _, got := range []Test{Uniformity([][]int{c[:k], c[k:]}, 0.001), Homogeneity(c, other, 0.001)} {
+			if math.IsNaN(got.PValue) || got.PValue < 0 || got.PValue > 1 || math.IsNaN(got.Statistic) || got.Statistic < 0 || got.DF < 0 {
+				t.Fatalf("%s: %+v", got.Name, got)
+			}
+			if !got.Applicable && !got.Passed || got.Applicable && got.Passed != (got.PValue >= 0.001) {
+				t.Fatalf("%s: %+v", got.Name, got)
 			}
 		}
 	})

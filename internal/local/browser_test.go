@@ -132,6 +132,17 @@ func retryStaleContext[T any](ctx context.Context, query chromedp.Action[T], out
 	return err
 }
 
+// switches counts the reloads that showed another pod than the one before.
+func switches(pods []string) int {
+	n := 0
+	for i := 1; i < len(pods); i++ {
+		if pods[i] != pods[i-1] {
+			n++
+		}
+	}
+	return n
+}
+
 func distinct(xs []string) map[string]int {
 	m := map[string]int{}
 	for _, x := range xs {
@@ -156,12 +167,22 @@ func TestBrowserReloadsDrawAgain(t *testing.T) {
 		if len(distinct(fortunes)) < 2 {
 			t.Errorf("30 reloads showed only %v", distinct(fortunes))
 		}
+		// Each reload is a new draw: the pod changes on about 26 of 29.
+		if n := switches(pods); n < 10 {
+			t.Errorf("the pod changed on only %d of %d reloads; want a new draw on each", n, reloads-1)
+		}
 	})
 	t.Run("keep-alive", func(t *testing.T) {
 		s := start(t, Config{Seed: 8, KeepAlive: true, Logger: slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 		fortunes, pods := reloadAndRead(t, browser(t, execPath), s.URL(), reloads)
-		if len(distinct(fortunes)) != 1 || len(distinct(pods)) != 1 {
-			t.Errorf("with keep-alive, 30 reloads showed %v from %v; want one replica", distinct(fortunes), distinct(pods))
+		// Chromium may open a fresh connection now and then (a busy machine
+		// makes it likelier), and that one draws again. So the claim is
+		// that reloads stick: the pod changes from one reload to the next
+		// at most a few times, where connection-close changes it on about
+		// nine reloads in ten (26 of 29 expected; 3 or fewer has
+		// probability below 1e-20 at 10 replicas).
+		if n := switches(pods); n > 3 {
+			t.Errorf("with keep-alive, the pod changed on %d of %d reloads (fortunes %v, pods %v); want reloads to stick to their connection's replica", n, reloads-1, distinct(fortunes), distinct(pods))
 		}
 	})
 }

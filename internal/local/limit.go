@@ -28,12 +28,12 @@ const (
 
 // Descriptor accounting for ConnLimit. A front connection costs
 // descPerConn descriptors: the client's socket, the front's socket to the
-// replica, the replica's accepted socket, and one for a file the replica
-// may open while it answers (/proc, during a metrics scrape). The copy
-// loop uses no splice pipes. descReserve covers the rest of the process:
+// replica, the replica's accepted socket, and one spare. The copy loop
+// uses no splice pipes. descReserve covers the rest of the process:
 // standard streams, the runtime's poller and cgroup files, the front
-// listener, a refused client's socket, and log files; each replica adds
-// descPerReplica (its listener and the duplicate its accept loop polls).
+// listener, a refused client's socket, log files, and the metrics port (its
+// listener and at most 16 connections, each scrape reading /proc); each
+// replica adds descPerReplica (its listener, and one spare).
 const (
 	descPerConn    = 4
 	descReserve    = 64

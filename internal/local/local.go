@@ -39,6 +39,10 @@ const MaxReplicas = 100
 // DefaultAddr is where the front listener listens unless told otherwise.
 const DefaultAddr = "127.0.0.1:8080"
 
+// DefaultMetricsAddr is where omikuji local serves every replica's metrics
+// unless told otherwise.
+const DefaultMetricsAddr = "127.0.0.1:9090"
+
 // dialTimeout bounds the front's connection to a replica on loopback: a
 // replica that cannot take it fails that client within it.
 const dialTimeout = 2 * time.Second
@@ -56,12 +60,13 @@ const copyBufferSize = 4 << 10
 
 // Config describes a local system. The zero value is the default system.
 type Config struct {
-	Addr      string         // front listener; default DefaultAddr
-	Replicas  fortune.Counts // default fortune.DefaultReplicas()
-	Balancer  string         // Random (default) or RoundRobin
-	KeepAlive bool           // passed to every replica
-	Seed      uint64         // 0: seeded from crypto/rand
-	Logger    *slog.Logger   // nil discards
+	Addr        string         // front listener; default DefaultAddr
+	MetricsAddr string         // every replica's metrics, labelled by pod; "" serves none
+	Replicas    fortune.Counts // default fortune.DefaultReplicas()
+	Balancer    string         // Random (default) or RoundRobin
+	KeepAlive   bool           // passed to every replica
+	Seed        uint64         // 0: seeded from crypto/rand
+	Logger      *slog.Logger   // nil discards
 
 	// MaxConns bounds the front's concurrent connections; past it, new ones
 	// are closed at once. 0 derives it from the descriptor limit (ConnLimit).
@@ -82,6 +87,7 @@ type System struct {
 	cfg      Config
 	log      *slog.Logger
 	front    net.Listener
+	metrics  net.Listener // nil without MetricsAddr
 	replicas []Replica
 
 	mu    sync.Mutex // guards rng, next and conns
@@ -107,30 +113,13 @@ type System struct {
 // Start validates cfg, starts every replica and the front listener, and
 // returns once everything is listening.
 func Start(cfg Config) (*System, error) {
-	if cfg.Addr == "" {
-		cfg.Addr = DefaultAddr
-	}
-	if cfg.Replicas == nil {
-		cfg.Replicas = fortune.DefaultReplicas()
-	}
-	if cfg.Balancer == "" {
-		cfg.Balancer = Random
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if err := validate(cfg); err != nil {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	maxConns, err := connLimit(cfg)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = DefaultIdleTimeout
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	seed := cfg.Seed
 	if seed == 0 {
@@ -169,26 +158,59 @@ func Start(cfg Config) (*System, error) {
 	return s, nil
 }
 
-func validate(cfg Config) error {
+func (cfg Config) withDefaults() Config {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.Replicas == nil {
+		cfg.Replicas = fortune.DefaultReplicas()
+	}
+	if cfg.Balancer == "" {
+		cfg.Balancer = Random
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	return cfg
+}
+
+// Validate reports the first thing wrong with cfg (its zero fields taken as
+// their defaults): what Start would refuse.
+func (cfg Config) Validate() error {
+	cfg = cfg.withDefaults()
+	if err := server.CheckAddr(cfg.Addr); err != nil {
+		return fmt.Errorf("--addr: %w", err)
+	}
+	if cfg.MetricsAddr != "" {
+		if err := server.CheckAddr(cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+	}
 	if cfg.Balancer != Random && cfg.Balancer != RoundRobin {
-		return fmt.Errorf("unknown balancer %q; want %s or %s", cfg.Balancer, Random, RoundRobin)
+		return fmt.Errorf("--balancer: unknown balancer %q; want %s or %s", cfg.Balancer, Random, RoundRobin)
 	}
 	for id, n := range cfg.Replicas {
 		if _, err := fortune.Lookup(id); err != nil {
-			return err
+			return fmt.Errorf("--replicas: %w", err)
 		}
 		if n < 0 {
-			return fmt.Errorf("%s: %d replicas; want ≥ 0", id, n)
+			return fmt.Errorf("--replicas: %s: %d replicas; want ≥ 0", id, n)
 		}
 		if n > MaxReplicas {
-			return fmt.Errorf("%s: %d replicas; at most %d in local mode", id, n, MaxReplicas)
+			return fmt.Errorf("--replicas: %s: %d replicas; at most %d in local mode", id, n, MaxReplicas)
 		}
 	}
 	switch total := cfg.Replicas.Total(); {
 	case total == 0:
-		return errors.New("no replicas; at least one fortune needs one")
+		return errors.New("--replicas: no replicas; at least one fortune needs one")
 	case total > MaxReplicas:
-		return fmt.Errorf("%d replicas in all; at most %d in local mode", total, MaxReplicas)
+		return fmt.Errorf("--replicas: %d replicas in all; at most %d in local mode", total, MaxReplicas)
 	}
 	return nil
 }
@@ -197,25 +219,42 @@ func validate(cfg Config) error {
 // own loopback port.
 func (s *System) startReplicas() error {
 	taken := make(map[string]bool)
+	// One scrape for the whole system: the replicas share a registry, and
+	// the first serves it on the metrics address.
+	reg := server.NewRegistry()
+	var metrics net.Listener
+	if s.cfg.MetricsAddr != "" {
+		var err error
+		if metrics, err = server.Listen(s.ctx, s.cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		s.metrics = metrics
+	}
 	for _, f := range fortune.Catalogue {
 		for range s.cfg.Replicas[f.ID] {
 			pod := s.podName(f.ID, taken)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			ln, err := server.Listen(s.ctx, "127.0.0.1:0")
 			if err != nil {
+				if metrics != nil {
+					metrics.Close()
+				}
 				return fmt.Errorf("replica %s: %w", pod, err)
 			}
+			// No drain: nothing routes to a local replica but our own front.
 			srv := server.New(server.Config{
 				Fortune:   f,
 				Pod:       pod,
 				KeepAlive: s.cfg.KeepAlive,
 				Logger:    s.log.With("pod", pod),
+				Registry:  reg,
 			})
+			replicaMetrics := metrics
+			metrics = nil
 			s.replicas = append(s.replicas, Replica{Pod: pod, Fortune: f, Addr: ln.Addr().String()})
 			s.replicaW.Add(1)
 			go func() {
 				defer s.replicaW.Done()
-				// No drain: nothing routes to a local replica but our own front.
-				if err := srv.Run(s.ctx, ln, 0); err != nil {
+				if err := srv.Run(s.ctx, ln, replicaMetrics); err != nil {
 					s.errs <- fmt.Errorf("replica %s: %w", pod, err)
 				}
 			}()
@@ -245,6 +284,15 @@ func (s *System) podName(id string, taken map[string]bool) string {
 
 // URL is the front listener's address, e.g. "http://127.0.0.1:8080/".
 func (s *System) URL() string { return "http://" + s.front.Addr().String() + "/" }
+
+// MetricsURL is where every replica's metrics are scraped, e.g.
+// "http://127.0.0.1:9090/metrics"; "" without Config.MetricsAddr.
+func (s *System) MetricsURL() string {
+	if s.metrics == nil {
+		return ""
+	}
+	return "http://" + s.metrics.Addr().String() + server.MetricsPath
+}
 
 // Replicas lists the running replicas in balancing order.
 func (s *System) Replicas() []Replica { return append([]Replica(nil), s.replicas...) }

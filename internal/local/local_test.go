@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -373,5 +374,46 @@ func BenchmarkLocalDrawNewConnection(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		drawWith(b, client, s.URL())
+	}
+}
+
+// TestMetricsOfEveryReplica: one scrape on the metrics address shows each
+// replica's draws under its pod name, and the front does not serve it.
+func TestMetricsOfEveryReplica(t *testing.T) {
+	s, err := Start(Config{Addr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Replicas: fortune.Counts{"great-fortune": 1, "misfortune": 2}, Seed: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	for range 30 {
+		drawWith(t, client, s.URL())
+	}
+	resp, err := client.Get(s.URL() + "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/metrics through the front: %d, want 404", resp.StatusCode)
+	}
+	resp, err = client.Get(s.MetricsURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	total := 0
+	for _, r := range s.Replicas() {
+		m := regexp.MustCompile(`omikuji_draws_total\{fortune="` + r.Fortune.ID + `",pod="` + r.Pod + `"\} (\d+)`).FindSubmatch(body)
+		if m == nil {
+			t.Errorf("no draws counted for pod %s in\n%s", r.Pod, body)
+			continue
+		}
+		n, _ := strconv.Atoi(string(m[1]))
+		total += n
+	}
+	if total != 30 {
+		t.Errorf("%d draws counted over the replicas, want 30", total)
 	}
 }

@@ -4,16 +4,16 @@ import (
 	"bytes"
 	"context"
 	"net"
-	"net/http"
-	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
-// FuzzHandler sends arbitrary methods, paths, queries and Accept headers
-// straight to the handler. Whatever comes in, the answer is one of the
-// statuses the server means to give, a 200 is one of the pre-rendered
-// pages, and no error ever carries markup from the request.
+// FuzzHandler sends arbitrary methods, paths, queries and Accept headers to
+// the shipped engine over a real connection. Whatever comes in, the answer
+// is one of the statuses the server means to give, a 200 draw is one of the
+// pre-rendered pages, and no error ever carries markup from the request.
 func FuzzHandler(f *testing.F) {
 	f.Add("GET", "/", "", "")
 	f.Add("GET", "/", "format=json", "text/html")
@@ -22,132 +22,98 @@ func FuzzHandler(f *testing.F) {
 	f.Add("POST", "/healthz", "", "")
 	f.Add("GET", "/<img src=x>", "", "text/*;q=1.000")
 	f.Add("GET", "/", "%zz=1&format=%", "text/plain;q=0., */*;q=0.001")
-	s := newServer("great-fortune", false)
-	pages := map[string]bool{}
-	for _, p := range s.pages {
-		pages[string(p.body)] = true
-	}
+	var once sync.Once
+	var r *running
+	var pages map[string]bool
 	f.Fuzz(func(t *testing.T, method, path, rawQuery, accept string) {
+		once.Do(func() {
+			// One server for the whole fuzzing process; fuzz workers are
+			// processes of their own, and Cleanup would stop it after the
+			// first input.
+			s := newServer("great-fortune", false)
+			r = startForever(t, s)
+			pages = map[string]bool{}
+			for _, p := range s.pages {
+				pages[string(p.body)] = true
+			}
+		})
 		if method == "" {
 			method = "GET"
 		}
-		r := &http.Request{
-			Method: method,
-			URL:    &url.URL{Path: path, RawQuery: rawQuery},
-			Header: http.Header{"Accept": {accept}},
+		target := path
+		if rawQuery != "" {
+			target += "?" + rawQuery
 		}
-		w := newRecorder()
-		s.ServeHTTP(w, r)
-		body := string(w.body)
-		switch w.status {
-		case 200:
+		request := method + " " + target + " HTTP/1.1\r\nHost: x\r\nAccept: " + accept + "\r\n\r\n"
+		out := rawOrClosed(t, r.addr, request)
+		if out == "" {
+			return // refused before any answer: nothing reflected
+		}
+		head, body, ok := strings.Cut(out, "\r\n\r\n")
+		if !ok || !strings.HasPrefix(head, "HTTP/1.1 ") || len(head) < 12 {
+			t.Fatalf("not an HTTP answer to %q: %q", request, out)
+		}
+		switch status := head[9:12]; status {
+		case "200":
 			if path == "/" && method == "GET" && !pages[body] {
 				t.Fatalf("a 200 draw that is not a pre-rendered page: %q", body)
 			}
-		case 400, 404, 405, 406:
+			if method == "HEAD" && body != "" {
+				t.Fatal("HEAD draw wrote a body")
+			}
+		case "400", "404", "405", "406", "413", "414", "431", "505":
 			if strings.ContainsAny(body, "<>") {
-				t.Fatalf("error %d reflects markup: %q", w.status, body)
+				t.Fatalf("error %s reflects markup: %q", status, body)
 			}
-			if w.header.Get("Content-Type") != "text/plain; charset=utf-8" {
-				t.Fatalf("error %d served as %q", w.status, w.header.Get("Content-Type"))
+			if !strings.Contains(head, "\r\nContent-Type: text/plain; charset=utf-8\r\n") && body != "" {
+				t.Fatalf("error %s not served as plain text: %q", status, head)
 			}
-		case 503:
-			t.Fatalf("not shutting down, yet %d", w.status)
 		default:
-			t.Fatalf("unexpected status %d for %s %q ?%q Accept %q", w.status, method, path, rawQuery, accept)
-		}
-		if method == "HEAD" && len(w.body) != 0 && path == "/" && w.status == 200 {
-			t.Fatal("HEAD draw wrote a body")
+			t.Fatalf("unexpected status %s for %q", status, request)
 		}
 	})
 }
 
-// recorder is a minimal ResponseWriter that can be reused without
-// allocating, so benchmarks measure the handler, not the test double.
-type recorder struct {
-	header http.Header
-	status int
-	body   []byte
+// startForever is start without the stop at the end of the test.
+func startForever(t testing.TB, s *Server) *running {
+	ln, err := Listen(t.Context(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Run(context.Background(), ln, nil)
+	return &running{Server: s, addr: ln.Addr().String(), url: "http://" + ln.Addr().String()}
 }
 
-func newRecorder() *recorder { return &recorder{header: make(http.Header, 12)} }
-
-func (w *recorder) Header() http.Header { return w.header }
-func (w *recorder) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
+// rawOrClosed is raw for requests the client library would refuse to
+// send: a write error or a reset connection gives "".
+func rawOrClosed(t testing.TB, addr, request string) string {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-func (w *recorder) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = 200
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte(request)); err != nil {
+		return ""
 	}
-	w.body = append(w.body, b...)
-	return len(b), nil
-}
-func (w *recorder) reset() {
-	clear(w.header)
-	w.status = 0
-	w.body = w.body[:0]
-}
-
-func benchmarkDraw(b *testing.B, rawQuery, accept string) {
-	s := newServer("small-fortune", false)
-	r := &http.Request{Method: "GET", URL: &url.URL{Path: "/", RawQuery: rawQuery}, Header: http.Header{}}
-	if accept != "" {
-		r.Header["Accept"] = []string{accept}
+	var out bytes.Buffer
+	_, err = out.ReadFrom(c)
+	if isTimeout(err) {
+		t.Fatalf("no answer and no close for %q", request)
 	}
-	w := newRecorder()
-	b.ReportAllocs()
-	for b.Loop() {
-		w.reset()
-		s.ServeHTTP(w, r)
-	}
-	if w.status != 200 {
-		b.Fatalf("status %d", w.status)
-	}
-}
-
-func BenchmarkDrawNoAccept(b *testing.B)    { benchmarkDraw(b, "", "") }
-func BenchmarkDrawCurl(b *testing.B)        { benchmarkDraw(b, "", "*/*") }
-func BenchmarkDrawJSON(b *testing.B)        { benchmarkDraw(b, "", "application/json") }
-func BenchmarkDrawText(b *testing.B)        { benchmarkDraw(b, "", "text/plain") }
-func BenchmarkDrawFormatQuery(b *testing.B) { benchmarkDraw(b, "format=json", "") }
-func BenchmarkDrawBrowser(b *testing.B) {
-	benchmarkDraw(b, "", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7")
+	return out.String()
 }
 
 // BenchmarkDrawNewConnection is a whole draw as a kube-proxy'd client makes
-// it: dial, request, response, close, over loopback, through Run (the fast
-// engine). Most of its cost is the kernel; compare it with BenchmarkDrawCurl
-// for the handler's share.
+// it: dial, request, response, close, over loopback, through Run. Most of
+// its cost is the kernel.
 func BenchmarkDrawNewConnection(b *testing.B) {
-	benchmarkDrawNewConnection(b, func(s *Server, ctx context.Context, ln net.Listener) error { return s.Run(ctx, ln, 0) })
-}
-
-// benchmarkDrawNewConnection serves one fortune with run and times whole
-// new-connection draws against it.
-func benchmarkDrawNewConnection(b *testing.B, run func(s *Server, ctx context.Context, ln net.Listener) error) {
-	s := newServer("small-fortune", false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(s, ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
-	addr := ln.Addr().String()
+	r := start(b, newServer("small-fortune", false))
 	request := []byte("GET / HTTP/1.1\r\nHost: omikuji\r\nAccept: */*\r\n\r\n")
 	buf := make([]byte, 8<<10)
 	b.ReportAllocs()
 	for b.Loop() {
-		c, err := net.Dial("tcp", addr)
+		c, err := net.Dial("tcp", r.addr)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -96,19 +96,6 @@ func formatParam(rawQuery string) (value string, present, ok bool) {
 // all means HTML. ok is false when every format has q=0. It does not
 // allocate.
 func negotiate(values []string) (format, bool) {
-	if len(values) == 0 {
-		return formatHTML, true
-	}
-	if len(values) == 1 {
-		switch values[0] {
-		case "", "*/*":
-			return formatHTML, true
-		case "application/json":
-			return formatJSON, true
-		case "text/plain":
-			return formatText, true
-		}
-	}
 
 	type score struct{ q, specificity int } // q in thousandths; specificity -1: no range matched
 	var best [numFormats]score

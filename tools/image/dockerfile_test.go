@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -82,9 +84,12 @@ func TestDockerfileMatchesTheImage(t *testing.T) {
 		}
 	}
 
-	base := final[0].args
-	if base != "gcr.io/distroless/static-debian12:nonroot" && base != "scratch" {
-		t.Errorf("final stage from %q; want distroless static nonroot or scratch", base)
+	if !strings.Contains(compile, "go run ./tools/image sbom") || !strings.Contains(compile, "/out/"+sbomPath) {
+		t.Errorf("the build stage must write the SBOM with `go run ./tools/image sbom`: %q", compile)
+	}
+
+	if base := final[0].args; base != "gcr.io/distroless/static-debian13:nonroot" {
+		t.Errorf("final stage from %q; want gcr.io/distroless/static-debian13:nonroot", base)
 	}
 	want := map[string]string{
 		"USER":       fmt.Sprintf("%d:%d", uid, uid),
@@ -93,19 +98,47 @@ func TestDockerfileMatchesTheImage(t *testing.T) {
 		"CMD":        `["serve"]`,
 	}
 	got := map[string]string{}
+	var copies []string
 	for _, in := range final {
 		got[in.cmd] = in.args
+		if in.cmd == "COPY" {
+			copies = append(copies, in.args)
+		}
 	}
 	for cmd, w := range want {
 		if got[cmd] != w {
 			t.Errorf("final stage %s %q, want %q (as tools/image builds it)", cmd, got[cmd], w)
 		}
 	}
+	// The same owners and modes as rootFS gives the two files.
+	for _, w := range []string{
+		"--from=build --chown=0:0 --chmod=0555 /out/omikuji /" + binaryPath,
+		"--from=build --chown=0:0 --chmod=0444 /out/" + sbomPath + " /" + sbomPath,
+	} {
+		if !slices.Contains(copies, w) {
+			t.Errorf("final stage lacks COPY %s (has %q)", w, copies)
+		}
+	}
+	// The labels tools/image sets from fixed facts, with the same values.
+	labels := got["LABEL"]
+	for k, v := range ociAnnotations(buildOptions{}) {
+		if k == "org.opencontainers.image.created" {
+			continue // BuildKit stamps the image itself from SOURCE_DATE_EPOCH
+		}
+		if !strings.Contains(labels, k+"="+strconv.Quote(v)) {
+			t.Errorf("final stage LABEL lacks %s=%q: %s", k, v, labels)
+		}
+	}
+	for _, k := range []string{"org.opencontainers.image.version=\"$VERSION\"", "org.opencontainers.image.revision=\"$REVISION\""} {
+		if !strings.Contains(labels, k) {
+			t.Errorf("final stage LABEL lacks %s: %s", k, labels)
+		}
+	}
 }
 
 // The allow-list in .dockerignore must let through every package of this
-// module that the binary imports, or `docker build` fails where `go build`
-// works.
+// module that the binary and the image tool import, or `docker build` fails
+// where `go build` works.
 func TestDockerignoreAllowsEveryImportedPackage(t *testing.T) {
 	b, err := os.ReadFile("../../.dockerignore")
 	if err != nil {
@@ -117,7 +150,7 @@ func TestDockerignoreAllowsEveryImportedPackage(t *testing.T) {
 			allowed = append(allowed, dir)
 		}
 	}
-	out, err := exec.Command(goTool(), "list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{.Dir}}{{end}}{{end}}", testMain).Output()
+	out, err := exec.Command(goTool(), "list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{.Dir}}{{end}}{{end}}", testMain, "github.com/omikuji/omikuji/tools/image").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}

@@ -1,13 +1,15 @@
 // Command image builds the omikuji container image without Docker and pushes
 // it to a registry.
 //
-//	go run ./tools/image build -o dist/omikuji-image.tar [--tag omikuji:dev] [--platform linux/amd64]
-//	go run ./tools/image push --tar dist/omikuji-image.tar --to REGISTRY/REPO:TAG [--username AWS --password-stdin]
+//	go run ./tools/image build --oci dist/omikuji-oci [-o dist/omikuji-image.tar] [--platform linux/amd64,linux/arm64]
+//	go run ./tools/image push --oci dist/omikuji-oci --to REGISTRY/REPO:TAG [--username AWS --password-stdin]
 //
-// The image is the same as the Dockerfile's: one static binary at /omikuji,
-// user 65532:65532, no shell, no base image. Building it in Go means a machine
-// with only the Go toolchain (CI, the e2e harness, make aws-up) can produce
-// and ship it, and the same source always gives the same digest.
+// The image is the same as the Dockerfile's: one static binary at /omikuji
+// owned by root, its SBOM at /sbom.cdx.json, user 65532:65532, no shell, no
+// base image, for linux/amd64 and linux/arm64 under one OCI image index.
+// Building it in Go means a machine with only the Go toolchain (CI, the e2e
+// harness, make aws-up) can produce and ship it, and the same source always
+// gives the same digest.
 package main
 
 import (
@@ -22,12 +24,18 @@ import (
 )
 
 const usage = `usage:
-  image build -o FILE.tar [--tag omikuji:dev] [--platform linux/amd64|linux/arm64] [--main ./cmd/omikuji] [--revision SHA]
-  image push --tar FILE.tar --to REGISTRY/REPO:TAG [--username USER --password-stdin]
+  image build [--oci DIR] [-o FILE.tar] [--platform linux/amd64,linux/arm64] [--tag omikuji:dev]
+              [--main ./cmd/omikuji] [--revision SHA] [--version V]
+  image push (--oci DIR | --tar FILE.tar) --to REGISTRY/REPO:TAG [--username USER --password-stdin]
+  image sbom [--version V] BINARY
 
-build writes a docker-archive tarball ("ctr images import", "docker load");
-push uploads such a tarball, authenticating with --username and a password
-read from stdin, or else with ~/.docker/config.json.
+build writes an OCI layout holding one image index of every --platform
+(--oci), and/or a docker-archive tarball of the first one (-o; for
+"ctr images import", "docker load"). The default platforms are both, this
+machine's first. push uploads the index or the tarball, authenticating with
+--username and a password read from stdin, or else with
+~/.docker/config.json. sbom prints the CycloneDX SBOM of a Go binary, the
+one build puts at /sbom.cdx.json.
 `
 
 // A usageError is bad input from the caller: the command exits 2 and has
@@ -60,6 +68,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runBuild(ctx, args[1:], stdout, stderr)
 	case "push":
 		err = runPush(ctx, args[1:], stdin, stdout, stderr)
+	case "sbom":
+		err = runSBOM(args[1:], stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

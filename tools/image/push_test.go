@@ -13,7 +13,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // newRegistry serves an in-memory OCI registry on 127.0.0.1. With a user, it
@@ -45,7 +47,7 @@ func isolateDockerConfig(t *testing.T) {
 
 func TestPushAndPull(t *testing.T) {
 	isolateDockerConfig(t)
-	tarPath := builtImage(t)
+	tarPath, _ := builtImage(t)
 	host := newRegistry(t, "", "")
 	dest := host + "/omikuji:test"
 
@@ -88,17 +90,68 @@ func TestPushAndPull(t *testing.T) {
 	}
 }
 
+// The index goes up whole: a node of either kind that pulls the tag gets the
+// image of its own platform, byte for byte the one built.
+func TestPushIndexResolvesEveryPlatform(t *testing.T) {
+	isolateDockerConfig(t)
+	_, ociDir := builtImage(t)
+	host := newRegistry(t, "", "")
+	dest := host + "/omikuji/fortune:g0123"
+
+	code, stdout, stderr := runTool(t, "", "push", "--oci", ociDir, "--to", dest)
+	if code != 0 {
+		t.Fatalf("push: exit %d: %s", code, stderr)
+	}
+	built := readIndex(t, ociDir)
+	want, _ := built.Digest()
+	if !strings.Contains(stdout, want.String()) {
+		t.Errorf("push output %q does not name the index digest %s", stdout, want)
+	}
+	ref, err := name.ParseReference(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Get(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if desc.MediaType != types.OCIImageIndex || desc.Digest != want {
+		t.Errorf("the tag resolves to %s %s, want the index %s", desc.MediaType, desc.Digest, want)
+	}
+	for platform, img := range platformImages(t, built) {
+		p, err := v1.ParsePlatform(platform)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pulled, err := remote.Image(ref, remote.WithPlatform(*p))
+		if err != nil {
+			t.Fatalf("pulling %s for %s: %v", dest, platform, err)
+		}
+		got, _ := pulled.Digest()
+		if w, _ := img.Digest(); got != w {
+			t.Errorf("%s: pulled %s, want the built %s", platform, got, w)
+		}
+		cf, err := pulled.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cf.OS+"/"+cf.Architecture != platform {
+			t.Errorf("%s: pulled an image for %s/%s", platform, cf.OS, cf.Architecture)
+		}
+	}
+}
+
 func TestPushWithPasswordStdin(t *testing.T) {
 	isolateDockerConfig(t)
-	tarPath := builtImage(t)
+	_, ociDir := builtImage(t)
 	host := newRegistry(t, "AWS", "token-from-aws-ecr")
 	dest := host + "/omikuji:auth"
 
-	code, _, stderr := runTool(t, "wrong-token\n", "push", "--tar", tarPath, "--to", dest, "--username", "AWS", "--password-stdin")
+	code, _, stderr := runTool(t, "wrong-token\n", "push", "--oci", ociDir, "--to", dest, "--username", "AWS", "--password-stdin")
 	if code != 1 || !strings.Contains(stderr, "pushing to") {
 		t.Errorf("wrong password: exit %d, stderr %q; want exit 1 and the registry's refusal", code, stderr)
 	}
-	code, _, stderr = runTool(t, "token-from-aws-ecr\n", "push", "--tar", tarPath, "--to", dest, "--username", "AWS", "--password-stdin")
+	code, _, stderr = runTool(t, "token-from-aws-ecr\n", "push", "--oci", ociDir, "--to", dest, "--username", "AWS", "--password-stdin")
 	if code != 0 {
 		t.Fatalf("right password: exit %d: %s", code, stderr)
 	}
@@ -111,7 +164,7 @@ func TestPushWithPasswordStdin(t *testing.T) {
 
 func TestPushRejectsBadInput(t *testing.T) {
 	isolateDockerConfig(t)
-	tarPath := builtImage(t)
+	tarPath, ociDir := builtImage(t)
 	garbage := filepath.Join(t.TempDir(), "garbage.tar")
 	if err := os.WriteFile(garbage, []byte("not a tarball"), 0o644); err != nil {
 		t.Fatal(err)
@@ -133,6 +186,9 @@ func TestPushRejectsBadInput(t *testing.T) {
 	}{
 		{"no flags", "", []string{"push"}, "are required"},
 		{"no destination", "", []string{"push", "--tar", tarPath}, "are required"},
+		{"both inputs", "", []string{"push", "--tar", tarPath, "--oci", ociDir, "--to", dest}, "one of --oci DIR or --tar FILE"},
+		{"not a layout", "", []string{"push", "--oci", t.TempDir(), "--to", dest}, "--oci"},
+		{"missing layout", "", []string{"push", "--oci", "/nonexistent/oci", "--to", dest}, "--oci"},
 		{"bad reference", "", []string{"push", "--tar", tarPath, "--to", "Not/A Reference"}, "--to"},
 		{"missing tar", "", []string{"push", "--tar", "/nonexistent/image.tar", "--to", dest}, "--tar"},
 		{"not a tarball", "", []string{"push", "--tar", garbage, "--to", dest}, "--tar"},

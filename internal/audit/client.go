@@ -1,0 +1,188 @@
+package audit
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// A client makes one worker's draws: HTTP/1.1 written straight onto a
+// connection and read back with net/http's parser. net/http's Transport
+// costs each new connection two goroutines and a round of channel hand-offs;
+// a draw is one request on one fresh connection, and the auditor must not be
+// slower than the balancer it measures (docs/decisions/0010-audit-draw-client.md).
+// With keep-alive the connection is kept while the server allows it.
+type client struct {
+	o       Options
+	addr    string // host:port to dial
+	tls     *tls.Config
+	request []byte // the whole request, written as is each draw
+	head    bool
+	conn    net.Conn
+	limit   limitedConn
+	br      *bufio.Reader
+}
+
+func newClient(target string, o Options) (*client, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, err
+	}
+	c := &client{o: o, head: o.Method == http.MethodHead}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	c.addr = net.JoinHostPort(u.Hostname(), port)
+	host := u.Host
+	var b strings.Builder
+	method := o.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	var extra strings.Builder
+	for _, h := range o.Headers {
+		if h.Name == "Host" {
+			host = h.Value
+			continue
+		}
+		fmt.Fprintf(&extra, "%s: %s\r\n", h.Name, h.Value)
+	}
+	if u.Scheme == "https" {
+		serverName := u.Hostname()
+		c.tls = &tls.Config{ServerName: serverName, InsecureSkipVerify: o.Insecure, NextProtos: []string{"http/1.1"}} //nolint:gosec // --insecure, for self-signed test gateways
+	}
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: omikuji-draw\r\n", method, u.RequestURI(), host)
+	if o.Backend.Kind == "" || o.Backend.Kind == KindOmikuji || o.Backend.Kind == KindJSON {
+		b.WriteString("Accept: application/json\r\n")
+	}
+	if u.User != nil {
+		req := &http.Request{Header: http.Header{}}
+		pass, _ := u.User.Password()
+		req.SetBasicAuth(u.User.Username(), pass)
+		fmt.Fprintf(&b, "Authorization: %s\r\n", req.Header.Get("Authorization"))
+	}
+	if !o.KeepAlive {
+		b.WriteString("Connection: close\r\n")
+	}
+	b.WriteString(extra.String())
+	b.WriteString("\r\n")
+	c.request = []byte(b.String())
+	c.br = bufio.NewReaderSize(&c.limit, 4096)
+	return c, nil
+}
+
+// limitedConn reads from a connection at most n more bytes, then fails:
+// a bound on headers, then on the body.
+type limitedConn struct {
+	conn net.Conn
+	n    int64
+}
+
+var errTooLong = errors.New("status line and headers longer than 64 KiB")
+
+func (l *limitedConn) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errTooLong
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.conn.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+// close drops the worker's connection, if any.
+func (c *client) close() {
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn = nil
+	}
+}
+
+// draw makes one request and reads its answer, within o.Timeout. A kept-alive
+// connection the server closed while idle is redialled once, as net/http
+// does: that is not a failed draw.
+func (c *client) draw(ctx context.Context) Outcome {
+	reused := c.conn != nil
+	out := c.try(ctx)
+	if reused && out.Failure == FailReset && ctx.Err() == nil {
+		out = c.try(ctx)
+	}
+	return out
+}
+
+func (c *client) try(ctx context.Context) Outcome {
+	deadline := time.Now().Add(c.o.Timeout)
+	if c.conn == nil {
+		dctx, cancel := context.WithDeadline(ctx, deadline)
+		conn, err := (&net.Dialer{KeepAlive: -1}).DialContext(dctx, "tcp", c.addr) // no TCP keep-alive probes: four fewer system calls per draw
+		if err == nil && c.tls != nil {
+			tc := tls.Client(conn, c.tls)
+			if err = tc.HandshakeContext(dctx); err != nil {
+				conn.Close()
+			}
+			conn = tc
+		}
+		cancel()
+		if err != nil {
+			return Outcome{Failure: classify(err), Err: truncate(err.Error())}
+		}
+		c.conn = conn
+		c.limit.conn = conn
+		c.br.Reset(&c.limit)
+	}
+	conn := c.conn // the callback may run after close clears c.conn
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	keep := false
+	defer func() {
+		if !keep || !c.o.KeepAlive {
+			c.close()
+		}
+	}()
+	if err := c.conn.SetDeadline(deadline); err != nil {
+		return Outcome{Failure: FailOther, Err: truncate(err.Error())}
+	}
+	if _, err := c.conn.Write(c.request); err != nil {
+		return Outcome{Failure: classify(err), Err: truncate(err.Error())}
+	}
+	c.limit.n = maxHeaderBytes
+	method := http.MethodGet
+	if c.head {
+		method = http.MethodHead
+	}
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+	if err != nil {
+		if errors.Is(err, errTooLong) {
+			return Outcome{Failure: FailOther, Err: errTooLong.Error()}
+		}
+		return Outcome{Failure: classify(err), Err: truncate(err.Error())}
+	}
+	// The body may take maxBody+1 bytes past what bufio already holds,
+	// plus chunk framing; more is cut by the LimitReader below.
+	c.limit.n = maxBody + 1 + 16<<10
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return Outcome{Failure: classify(err), Err: truncate(err.Error())}
+	}
+	// Reuse the connection only if the whole answer was read and the
+	// server keeps it open.
+	keep = len(body) <= maxBody && !resp.Close && c.br.Buffered() == 0
+	if resp.StatusCode != http.StatusOK {
+		return Outcome{Failure: "http_status_" + fmt.Sprint(resp.StatusCode), Err: truncate(resp.Status)}
+	}
+	if len(body) > maxBody {
+		return Outcome{Failure: FailBadBody, Err: fmt.Sprintf("answer longer than %d bytes", maxBody)}
+	}
+	return identify(c.o.Backend, resp.Header, body)
+}

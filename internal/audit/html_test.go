@@ -1,0 +1,149 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// htmlSample is a round-robin over three backends (one of them named to
+// break out of the page if anything were left unescaped) and two failures.
+func htmlSample() Report {
+	names := []string{"web-a", `<script>alert("x")</script>`, "web-c"}
+	rec := newRecorder(302)
+	for i := range 300 {
+		rec.record(i, Outcome{Backend: names[i%3]})
+	}
+	rec.record(300, Outcome{Failure: "http_status_503", Err: `503 <img src="http://127.0.0.1:1/x.png">`})
+	rec.record(301, Outcome{Failure: FailTimeout, Err: "i/o timeout"})
+	spec := BackendSpec{Kind: KindHeader, Header: "X-Pod"}
+	e, _ := ParseExpect("uniform:4", spec, GroupSpec{})
+	return Analyze(rec.sample(), Audit{Options: Options{URL: "http://user:secret@127.0.0.1:8080/", Draws: 302, Concurrency: 1, Backend: spec}, Expect: e, Alpha: 0.001})
+}
+
+func TestHTMLIsSelfContainedAndEscaped(t *testing.T) {
+	var b bytes.Buffer
+	if err := htmlSample().WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	for _, banned := range []string{"<script", "<img", "<link", "@import", "url(", "secret"} {
+		if strings.Contains(page, banned) {
+			t.Errorf("the page contains %q", banned)
+		}
+	}
+	for _, want := range []string{"&lt;script&gt;", "INCONSISTENT", "<svg", "http://***@127.0.0.1:8080/"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+}
+
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if path, err := exec.LookPath(name); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium not installed (Debian package chromium); CI must not skip the browser tests")
+	}
+	t.Skip("chromium not installed (Debian package chromium)")
+	return ""
+}
+
+// TestHTMLInABrowser renders the report in headless Chromium and checks
+// what a person sees: the verdict, the charts, every draw of the strip, the
+// hostile name shown as text, and not a single request besides the page.
+func TestHTMLInABrowser(t *testing.T) {
+	exe := chromium(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "report.html")
+	var b bytes.Buffer
+	if err := htmlSample().WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(exe), chromedp.UserDataDir(t.TempDir()), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-extensions", true), chromedp.WindowSize(960, 1400),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancelTab := chromedp.NewContext(allocCtx)
+	defer cancelTab()
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+
+	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+path)); err != nil {
+		t.Fatal(err)
+	}
+	text := func(sel string) string {
+		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("%s: %v", sel, err)
+		}
+		return v
+	}
+	count := func(js string) float64 {
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[float64](js))
+		if err != nil {
+			t.Fatalf("%s: %v", js, err)
+		}
+		return v
+	}
+	verdict, summary, tests, backends, failures := text("#verdict"), text("#summary"), text("#tests"), text("#backends"), text("#failures")
+	stripCells, groups := count(`document.querySelectorAll("#strip rect").length`), count(`document.querySelectorAll("#shares g.group").length`)
+	scripts := count(`document.scripts.length + document.images.length`)
+	// Anything the page fetched besides itself: stylesheets, fonts, images.
+	fetched := count(`performance.getEntriesByType("resource").length`)
+	stripWidth := count(`document.querySelector("#strip").getBoundingClientRect().width`)
+	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if verdict != "INCONSISTENT" || !strings.Contains(summary, "each draw depends on the one before it") {
+		t.Errorf("verdict %q, summary %q", verdict, summary)
+	}
+	for _, want := range []string{"FAILS", "independence", "fit", "uniform", "only 3 of the 4 expected backends answered"} {
+		if !strings.Contains(tests, want) {
+			t.Errorf("the tests table lacks %q: %q", want, tests)
+		}
+	}
+	if !strings.Contains(backends, `<script>alert("x")</script>`) || !strings.Contains(failures, `<img src=`) || scripts != 0 {
+		t.Errorf("hostile names are not shown as text (scripts+images %.0f): %q %q", scripts, backends, failures)
+	}
+	if stripCells != 302 || groups != 3 || stripWidth < 500 {
+		t.Errorf("strip of %.0f cells, %.0f px wide; %.0f groups in the share chart", stripCells, stripWidth, groups)
+	}
+	if fetched != 0 {
+		t.Errorf("the page fetched %.0f resources", fetched)
+	}
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	colours := map[[3]uint32]bool{}
+	for y := img.Bounds().Min.Y; y < img.Bounds().Max.Y; y += 4 {
+		for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x += 4 {
+			r, g, b, _ := img.At(x, y).RGBA()
+			colours[[3]uint32{r >> 12, g >> 12, b >> 12}] = true
+		}
+	}
+	if len(colours) < 20 {
+		t.Errorf("the screenshot shows %d colours: a blank page?", len(colours))
+	}
+}
