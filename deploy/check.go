@@ -212,12 +212,30 @@ func checkService(kit *Kit) []error {
 	if s.Spec.TrafficDistribution != nil {
 		errs = append(errs, fmt.Errorf("Service %s: trafficDistribution %q prefers nearby pods; leave it unset", s.Name, *s.Spec.TrafficDistribution))
 	}
+	if isAWSNLB(s) {
+		if t := s.Annotations[nlbTargetTypeAnnotation]; t != "instance" {
+			errs = append(errs, fmt.Errorf("Service %s: AWS NLB target type %q: with ip targets the NLB picks the pods itself, by flow hash and per zone; set %s: instance so that kube-proxy draws", s.Name, t, nlbTargetTypeAnnotation))
+		}
+	}
 	for _, a := range []string{"service.kubernetes.io/topology-mode", "service.kubernetes.io/topology-aware-hints"} {
 		if v, ok := s.Annotations[a]; ok {
 			errs = append(errs, fmt.Errorf("Service %s: annotation %s=%q turns on topology-aware routing; remove it", s.Name, a, v))
 		}
 	}
 	return errs
+}
+
+const nlbTargetTypeAnnotation = "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"
+
+// isAWSNLB tells whether the AWS Load Balancer Controller gives the Service
+// a Network Load Balancer: by load balancer class, or by the type annotation
+// it shares with the legacy cloud provider.
+func isAWSNLB(s corev1.Service) bool {
+	if c := s.Spec.LoadBalancerClass; c != nil && *c == "service.k8s.aws/nlb" {
+		return true
+	}
+	t := s.Annotations["service.beta.kubernetes.io/aws-load-balancer-type"]
+	return t == "external" || t == "nlb"
 }
 
 // checkPorts: the Service's port reaches the container's named port on

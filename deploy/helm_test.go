@@ -15,7 +15,7 @@ import (
 )
 
 // autoscalerValues is the part of the cluster-autoscaler chart's values
-// (chart 9.56.0) that deploy/helm/cluster-autoscaler-values.yaml sets, with
+// (chart 9.59.0) that deploy/helm/cluster-autoscaler-values.yaml sets, with
 // the chart's key names. Decoding is strict: a key the chart does not have
 // (a typo, or a key moved between chart versions) fails the test instead of
 // being silently ignored by helm. Add keys here, from the chart's
@@ -176,5 +176,129 @@ func TestAutoscalerChartVersionAgrees(t *testing.T) {
 				t.Errorf("%s does not say %q (aws-up.sh installs chart %s)", file, w, chart)
 			}
 		}
+	}
+}
+
+// A chart key omikuji sets, from a values file under deploy/helm or a
+// --set in infra/scripts/aws-up.sh. A key ending in ".*" is a map the chart
+// passes on as it is (extraArgs, resources, ...): anything under it goes.
+type chartKey = string
+
+// The charts aws-up installs and the keys of theirs it relies on, each
+// looked up in the chart's values.yaml at the pinned version (the upstream
+// path says where). helm ignores a key its chart does not have, so a typo or
+// a key renamed between chart versions would be dropped silently: on a
+// chart bump, check each key again at the new version and update the list.
+var charts = []struct {
+	name, versionVar, version, upstream, values string
+	keys                                        []chartKey
+}{
+	{
+		name:       "cluster-autoscaler",
+		versionVar: "AUTOSCALER_CHART_VERSION",
+		version:    "9.59.0",
+		upstream:   "github.com/kubernetes/autoscaler, tag cluster-autoscaler-chart-9.59.0, cluster-autoscaler/charts/cluster-autoscaler/values.yaml",
+		values:     "helm/cluster-autoscaler-values.yaml",
+		keys: []chartKey{
+			"cloudProvider", "autoDiscovery.clusterName", "awsRegion",
+			"image.repository", "image.tag", "fullnameOverride",
+			"rbac.serviceAccount.create", "rbac.serviceAccount.name",
+			"extraArgs.*", "resources.*", "securityContext.*", "containerSecurityContext.*",
+		},
+	},
+	{
+		name:       "aws-load-balancer-controller",
+		versionVar: "LBC_CHART_VERSION",
+		version:    "3.5.0",
+		upstream:   "github.com/kubernetes-sigs/aws-load-balancer-controller, tag v3.5.0, helm/aws-load-balancer-controller/values.yaml (published as github.com/aws/eks-charts stable/aws-load-balancer-controller 3.5.0)",
+		values:     "helm/aws-load-balancer-controller-values.yaml",
+		keys: []chartKey{
+			"clusterName", "region", "vpcId",
+			"serviceAccount.create", "serviceAccount.name",
+			"replicaCount", "podDisruptionBudget.*",
+			"enableServiceMutatorWebhook", "resources.*",
+		},
+	},
+}
+
+// flatKeys lists the dotted paths of a values document's leaves.
+func flatKeys(prefix string, v any, out *[]string) {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) == 0 {
+		*out = append(*out, prefix)
+		return
+	}
+	for k, sub := range m {
+		if prefix != "" {
+			k = prefix + "." + k
+		}
+		flatKeys(k, sub, out)
+	}
+}
+
+func listed(keys []chartKey, key string) (chartKey, bool) {
+	for _, k := range keys {
+		if k == key || (strings.HasSuffix(k, ".*") && strings.HasPrefix(key, strings.TrimSuffix(k, "*"))) {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+// TestChartKeysAreTheCheckedOnes: every key the values files and aws-up's
+// --set flags give each chart is on its list, each listed key is used, and
+// the list's chart version is the one aws-up installs.
+func TestChartKeysAreTheCheckedOnes(t *testing.T) {
+	script, err := os.ReadFile("../infra/scripts/aws-up.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// helm upgrade --install RELEASE REPO/CHART ... up to the first line
+	// that does not end in a backslash.
+	helmCall := regexp.MustCompile(`(?m)^helm upgrade --install \S+ \S+/(\S+) \\\n((?:.*\\\n)*.*)$`)
+	calls := map[string]string{}
+	for _, m := range helmCall.FindAllStringSubmatch(string(script), -1) {
+		calls[m[1]] = m[2]
+	}
+	for _, c := range charts {
+		t.Run(c.name, func(t *testing.T) {
+			pin := regexp.MustCompile(`(?m)^` + c.versionVar + `=(\S+)$`).FindStringSubmatch(string(script))
+			if pin == nil || pin[1] != c.version {
+				t.Errorf("aws-up.sh pins %s=%v, but the keys were checked against chart %s (%s): check them at the new version, then update this list", c.versionVar, pin, c.version, c.upstream)
+			}
+			call, ok := calls[c.name]
+			if !ok {
+				t.Fatalf("aws-up.sh has no helm upgrade --install of chart %s", c.name)
+			}
+			if !strings.Contains(call, `--version "$`+c.versionVar+`"`) || !strings.Contains(call, "-f ") {
+				t.Errorf("aws-up.sh installs %s without --version \"$%s\" or a values file:\n%s", c.name, c.versionVar, call)
+			}
+			doc, err := os.ReadFile(c.values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var values map[string]any
+			if err := yaml.Unmarshal(doc, &values); err != nil {
+				t.Fatalf("%s: %v", c.values, err)
+			}
+			var used []string
+			flatKeys("", values, &used)
+			for _, m := range regexp.MustCompile(`--set "([A-Za-z0-9.]+)=`).FindAllStringSubmatch(call, -1) {
+				used = append(used, m[1])
+			}
+			seen := map[chartKey]bool{}
+			for _, k := range used {
+				l, ok := listed(c.keys, k)
+				if !ok {
+					t.Errorf("%s sets %s, which is not among the keys checked against chart %s (%s): look it up there, then list it", c.name, k, c.version, c.upstream)
+				}
+				seen[l] = true
+			}
+			for _, k := range c.keys {
+				if !seen[k] {
+					t.Errorf("%s: listed key %s is set nowhere; drop it from the list", c.name, k)
+				}
+			}
+		})
 	}
 }

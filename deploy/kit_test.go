@@ -73,13 +73,26 @@ func TestEKSOverlayUsesECRAndAnNLBWithInstanceTargets(t *testing.T) {
 	if s.Spec.Type != corev1.ServiceTypeLoadBalancer {
 		t.Errorf("Service type %s, want LoadBalancer", s.Spec.Type)
 	}
+	// The AWS Load Balancer Controller's class, so that the legacy cloud
+	// provider (which opens the nodePort to 0.0.0.0/0) never takes it.
+	if c := s.Spec.LoadBalancerClass; c == nil || *c != "service.k8s.aws/nlb" {
+		t.Errorf("Service loadBalancerClass %v, want service.k8s.aws/nlb", c)
+	}
 	for k, v := range map[string]string{
-		"service.beta.kubernetes.io/aws-load-balancer-type":            "nlb",
-		"service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "instance",
-		"service.beta.kubernetes.io/aws-load-balancer-scheme":          "internet-facing",
+		"service.beta.kubernetes.io/aws-load-balancer-nlb-target-type":                     "instance",
+		"service.beta.kubernetes.io/aws-load-balancer-scheme":                              "internet-facing",
+		"service.beta.kubernetes.io/aws-load-balancer-attributes":                          "load_balancing.cross_zone.enabled=true",
+		"service.beta.kubernetes.io/aws-load-balancer-manage-backend-security-group-rules": "true",
 	} {
 		if s.Annotations[k] != v {
 			t.Errorf("Service annotation %s=%q, want %q", k, s.Annotations[k], v)
+		}
+	}
+	// Security groups the controller makes itself: naming others would turn
+	// off its backend rules (the nodes would need hand-made ones).
+	for _, k := range []string{"service.beta.kubernetes.io/aws-load-balancer-security-groups", "service.beta.kubernetes.io/aws-load-balancer-type"} {
+		if v, ok := s.Annotations[k]; ok {
+			t.Errorf("Service annotation %s=%q: leave it out", k, v)
 		}
 	}
 	for _, d := range kit.Deployments {

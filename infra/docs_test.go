@@ -35,6 +35,8 @@ func TestDocsMatchTheConfig(t *testing.T) {
 		fmt.Sprintf("grow to %d", *ng.MaxSize),
 		"`" + ng.Name + "`",
 		"`omikuji-network`", "`omikuji-ecr`", "`omikuji/fortune`",
+		"upgradePolicy.supportType: " + cfg.UpgradePolicy.SupportType,
+		fmt.Sprintf("| **Total** | **%d** |", podsToPlace()),
 	}
 	for _, s := range want {
 		if !strings.Contains(string(doc), s) {

@@ -111,6 +111,11 @@ func TestClusterConfigPassesEksctlValidation(t *testing.T) {
 		t.Errorf("private subnets %v: the network stack makes public ones only", cfg.VPC.Subnets.Private)
 	}
 
+	// Standard support only: no silent move to the extended-support price.
+	if cfg.UpgradePolicy == nil || cfg.UpgradePolicy.SupportType != api.SupportTypeStandard {
+		t.Errorf("upgradePolicy %+v: want supportType %s (eksctl's and EKS's default is %s)", cfg.UpgradePolicy, api.SupportTypeStandard, api.DefaultSupportType)
+	}
+
 	if cfg.AccessConfig.AuthenticationMode != "API" {
 		t.Errorf("accessConfig.authenticationMode = %q, want API (access entries, not aws-auth)", cfg.AccessConfig.AuthenticationMode)
 	}
@@ -128,22 +133,31 @@ func TestClusterConfigPassesEksctlValidation(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"vpc-cni", "coredns", "kube-proxy", api.PodIdentityAgentAddon} {
-		if !slices.Contains(addons, want) {
-			t.Errorf("addon %s missing from %v", want, addons)
-		}
+	// Exactly these addons: no defaults that eksctl would add unlisted (the
+	// node budget in TestNodeGroupFitsTheFortunes counts their pods).
+	if !cfg.AddonsConfig.DisableDefaultAddons {
+		t.Error("addonsConfig.disableDefaultAddons: want true, so that only the listed addons are installed")
+	}
+	slices.Sort(addons)
+	if want := systemPodsOfAddons.names(); !slices.Equal(addons, want) {
+		t.Errorf("addons %v, want exactly %v", addons, want)
 	}
 
-	// The Cluster Autoscaler's permissions: a pod identity association for
-	// the service account the Helm values name.
-	var autoscaler *api.PodIdentityAssociation
-	for i, p := range cfg.IAM.PodIdentityAssociations {
-		if p.Namespace == "kube-system" && p.ServiceAccountName == "cluster-autoscaler" {
-			autoscaler = &cfg.IAM.PodIdentityAssociations[i]
+	// The controllers' AWS permissions: a pod identity association for the
+	// service account each one's Helm values name.
+	association := func(sa string) *api.PodIdentityAssociation {
+		for i, p := range cfg.IAM.PodIdentityAssociations {
+			if p.Namespace == "kube-system" && p.ServiceAccountName == sa {
+				return &cfg.IAM.PodIdentityAssociations[i]
+			}
 		}
+		return nil
 	}
-	if autoscaler == nil || !autoscaler.WellKnownPolicies.AutoScaler {
+	if a := association("cluster-autoscaler"); a == nil || !a.WellKnownPolicies.AutoScaler {
 		t.Errorf("want a pod identity association kube-system/cluster-autoscaler with wellKnownPolicies.autoScaler, got %+v", cfg.IAM.PodIdentityAssociations)
+	}
+	if a := association("aws-load-balancer-controller"); a == nil || !a.WellKnownPolicies.AWSLoadBalancerController {
+		t.Errorf("want a pod identity association kube-system/aws-load-balancer-controller with wellKnownPolicies.awsLoadBalancerController, got %+v", cfg.IAM.PodIdentityAssociations)
 	}
 	if len(cfg.NodeGroups) != 0 {
 		t.Errorf("self-managed node groups %d: want managed ones only", len(cfg.NodeGroups))
@@ -186,6 +200,52 @@ var eniLimits = map[string][2]int{
 	"t3.medium": {3, 6},
 }
 
+// systemPodsOfAddons are the pods each EKS addon of the cluster config runs:
+// a DaemonSet's one per node, or a Deployment's replicas.
+var systemPodsOfAddons = addonPods{
+	{"coredns", 0, 2},
+	{"eks-pod-identity-agent", 1, 0},
+	{"kube-proxy", 1, 0},
+	{"vpc-cni", 1, 0}, // aws-node
+}
+
+// helmReleasePods are the pods aws-up installs with Helm into kube-system:
+// the Cluster Autoscaler (1) and the AWS Load Balancer Controller
+// (replicaCount 2 in deploy/helm/aws-load-balancer-controller-values.yaml).
+const helmReleasePods = 1 + 2
+
+type addonPods []struct {
+	name          string
+	perNode, pods int
+}
+
+func (a addonPods) perNodeDaemons() int {
+	n := 0
+	for _, p := range a {
+		n += p.perNode
+	}
+	return n
+}
+
+// podsToPlace counts the pods besides the per-node daemons: the fortunes,
+// the addons' Deployments and the Helm releases.
+func podsToPlace() int {
+	n := fortune.DefaultReplicas().Total() + helmReleasePods
+	for _, p := range systemPodsOfAddons {
+		n += p.pods
+	}
+	return n
+}
+
+func (a addonPods) names() []string {
+	var names []string
+	for _, p := range a {
+		names = append(names, p.name)
+	}
+	slices.Sort(names)
+	return names
+}
+
 // TestNodeGroupFitsTheFortunes ties the node group's size to the catalogue:
 // the desired nodes hold every fortune replica plus the cluster's own pods,
 // and the maximum leaves room above that.
@@ -204,9 +264,17 @@ func TestNodeGroupFitsTheFortunes(t *testing.T) {
 		t.Fatalf("instance type %s: add its ENI limits to eniLimits (see the EC2 docs)", ng.InstanceType)
 	}
 	podsPerNode := limits[0]*(limits[1]-1) + 2
-	const daemonsPerNode = 3 // aws-node, kube-proxy, eks-pod-identity-agent
-	const clusterPods = 3    // CoreDNS x2, the Cluster Autoscaler
-	need := fortune.DefaultReplicas().Total() + clusterPods
+	var addons []string
+	for _, a := range cfg.Addons {
+		addons = append(addons, a.Name)
+	}
+	slices.Sort(addons)
+	if !cfg.AddonsConfig.DisableDefaultAddons || !slices.Equal(addons, systemPodsOfAddons.names()) {
+		t.Fatalf("addons %v (disableDefaultAddons %v): count the pods of each in systemPodsOfAddons", addons, cfg.AddonsConfig.DisableDefaultAddons)
+	}
+	daemonsPerNode := systemPodsOfAddons.perNodeDaemons()
+	need := podsToPlace()
+	clusterPods := need - fortune.DefaultReplicas().Total()
 	room := func(nodes int) int { return nodes * (podsPerNode - daemonsPerNode) }
 
 	if *ng.MinSize < 1 {
@@ -218,21 +286,31 @@ func TestNodeGroupFitsTheFortunes(t *testing.T) {
 	if *ng.MaxSize <= *ng.DesiredCapacity || *ng.MaxSize > 10 {
 		t.Errorf("maxSize %d: want above desiredCapacity %d (room to scale) and small (at most 10)", *ng.MaxSize, *ng.DesiredCapacity)
 	}
-	t.Logf("%s: %d pods per node; need %d pods; desired %d, max %d nodes", ng.InstanceType, podsPerNode, need, *ng.DesiredCapacity, *ng.MaxSize)
+	t.Logf("%s: %d pods per node, %d of them daemons; need %d pods (%d fortunes, %d system); desired %d, max %d nodes",
+		ng.InstanceType, podsPerNode, daemonsPerNode, need, fortune.DefaultReplicas().Total(), clusterPods, *ng.DesiredCapacity, *ng.MaxSize)
 }
 
 // TestAutoscalerChartMatchesClusterVersion keeps the Cluster Autoscaler's
-// minor version (stated next to the pinned chart in aws-up.sh) equal to the
-// cluster's Kubernetes minor, as the autoscaler project requires.
+// minor version (the image tag in its Helm values, and the note next to the
+// pinned chart in aws-up.sh) equal to the cluster's Kubernetes minor, as the
+// autoscaler project requires.
 func TestAutoscalerChartMatchesClusterVersion(t *testing.T) {
 	script, err := os.ReadFile("scripts/aws-up.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`# Chart (\d+\.\d+\.\d+) ships Cluster Autoscaler (\d+\.\d+)`).FindSubmatch(script)
+	note := regexp.MustCompile(`# Chart (\d+\.\d+\.\d+), the newest, still defaults to Cluster Autoscaler (\d+\.\d+); the\n# values set image\.tag`).FindSubmatch(script)
 	pin := regexp.MustCompile(`(?m)^AUTOSCALER_CHART_VERSION=(\S+)$`).FindSubmatch(script)
-	if m == nil || pin == nil || string(m[1]) != string(pin[1]) {
-		t.Fatalf("aws-up.sh: want AUTOSCALER_CHART_VERSION pinned next to a comment '# Chart X ships Cluster Autoscaler 1.N' naming the same chart")
+	if note == nil || pin == nil || string(note[1]) != string(pin[1]) {
+		t.Fatalf("aws-up.sh: want AUTOSCALER_CHART_VERSION pinned next to a note naming the same chart and its default autoscaler")
+	}
+	values, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/helm/cluster-autoscaler-values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := regexp.MustCompile(`(?m)^  tag: v(\d+\.\d+)\.\d+$`).FindSubmatch(values)
+	if tag == nil {
+		t.Fatal("deploy/helm/cluster-autoscaler-values.yaml: want image.tag vMAJOR.MINOR.PATCH")
 	}
 	path, r := renderClusterConfig(t, sampleCluster, sampleRegion, sampleVPC, sampleSubnet1, sampleSubnet2)
 	if r.code != 0 {
@@ -242,8 +320,8 @@ func TestAutoscalerChartMatchesClusterVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(m[2]) != cfg.Metadata.Version {
-		t.Errorf("Cluster Autoscaler %s with Kubernetes %s: bump the chart in aws-up.sh with the cluster version", m[2], cfg.Metadata.Version)
+	if string(tag[1]) != cfg.Metadata.Version {
+		t.Errorf("Cluster Autoscaler %s with Kubernetes %s: set image.tag in deploy/helm/cluster-autoscaler-values.yaml with the cluster version", tag[1], cfg.Metadata.Version)
 	}
 }
 
@@ -262,6 +340,7 @@ func TestEksctlValidationIsLive(t *testing.T) {
 		{"unknown field (strict decoding)", "    propagateASGTags: true", "    propagateASGTag: true", `unknown field "propagateASGTag"`},
 		{"minSize above desiredCapacity", "    minSize: 1", "    minSize: 9", "--nodes-min=9"},
 		{"pod identity without the agent", "  - name: eks-pod-identity-agent\n", "", "eks-pod-identity-agent"},
+		{"unknown support type", "  supportType: STANDARD", "  supportType: BASIC", "upgradePolicy.supportType must be either"},
 		{"bad node group name", "  - name: omikuji-nodegroup", "  - name: omikuji_nodegroup!", "omikuji_nodegroup!"},
 	}
 	for _, tc := range cases {

@@ -56,6 +56,8 @@ func newFlow(t *testing.T) *flow {
 // VPC that holds one can never be deleted and every network stack fails to
 // go with DependencyViolation. Real CloudFormation deletes route tables; this
 // handler, loaded into moto_server through sitecustomize, does the same.
+// It also gives two regions the zone-ID mapping of an account in which the
+// first zone by name is one EKS does not support.
 const motoRouteTablePatch = `from moto.ec2.models.route_tables import RouteTable
 
 
@@ -70,6 +72,22 @@ def _delete_route_table(cls, resource_name, cloudformation_json, account_id, reg
 
 
 RouteTable.delete_from_cloudformation_json = classmethod(_delete_route_table)
+
+# moto maps zone names to zone IDs one fixed way per region; real accounts
+# each get their own mapping. These two regions get the mapping of accounts
+# where it matters to EKS: us-east-1a is use1-az3, which EKS refuses (moto
+# has it as us-east-1e), and us-west-1's two zones are usw1-az2, refused,
+# and usw1-az1.
+from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend, Zone
+
+RegionsAndZonesBackend.zones["us-east-1"] = [
+    Zone(region_name="us-east-1", name="us-east-1" + letter, zone_id=zone_id)
+    for letter, zone_id in zip("abcdef", ["use1-az3", "use1-az1", "use1-az2", "use1-az4", "use1-az6", "use1-az5"])
+]
+RegionsAndZonesBackend.zones["us-west-1"] = [
+    Zone(region_name="us-west-1", name="us-west-1a", zone_id="usw1-az2"),
+    Zone(region_name="us-west-1", name="us-west-1b", zone_id="usw1-az1"),
+]
 `
 
 // startMoto starts moto_server on a free 127.0.0.1 port and stops it when
@@ -298,7 +316,7 @@ func TestAWSFlowAgainstMoto(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("make aws-up failed:\n%s", r)
 		}
-		if got, want := steps(r.stdout), []string{"network", "registry", "image", "cluster", "autoscaler", "app", "draw"}; !slices.Equal(got, want) {
+		if got, want := steps(r.stdout), []string{"network", "registry", "image", "cluster", "autoscaler", "loadbalancer", "app", "draw"}; !slices.Equal(got, want) {
 			t.Errorf("steps %v, want %v", got, want)
 		}
 
@@ -315,8 +333,17 @@ func TestAWSFlowAgainstMoto(t *testing.T) {
 			}
 		}
 		f.awsJSON(&subnets, "ec2", "describe-subnets", "--subnet-ids", net["PublicSubnet1Id"], net["PublicSubnet2Id"])
-		if len(subnets.Subnets) != 2 || subnets.Subnets[0].AvailabilityZone == subnets.Subnets[1].AvailabilityZone {
-			t.Errorf("want two subnets in two AZs: %+v", subnets.Subnets)
+		// us-east-1a is use1-az3 here, which EKS refuses: the next two.
+		var zones []string
+		for _, s := range subnets.Subnets {
+			zones = append(zones, s.AvailabilityZone)
+		}
+		slices.Sort(zones)
+		if !slices.Equal(zones, []string{"us-east-1b", "us-east-1c"}) {
+			t.Errorf("subnets in zones %v, want us-east-1b and us-east-1c (us-east-1a is use1-az3)", zones)
+		}
+		if !strings.Contains(r.stdout, "not using us-east-1a (use1-az3)") {
+			t.Errorf("want the skipped zone named in the output:\n%s", r.stdout)
 		}
 		for _, s := range subnets.Subnets {
 			tags := map[string]string{}
@@ -349,6 +376,7 @@ func TestAWSFlowAgainstMoto(t *testing.T) {
 			imageToolName+" build", imageToolName+" push",
 			"eksctl get cluster", "eksctl create cluster",
 			"helm repo add autoscaler", "helm upgrade --install cluster-autoscaler autoscaler/cluster-autoscaler",
+			"helm repo add eks https://aws.github.io/eks-charts", "helm upgrade --install aws-load-balancer-controller eks/aws-load-balancer-controller",
 			"kubectl apply -k", "kubectl -n omikuji rollout status", "kubectl -n omikuji get service omikuji",
 			"curl")
 
@@ -389,12 +417,25 @@ func TestAWSFlowAgainstMoto(t *testing.T) {
 				cfg.VPC.ID, ids, cfg.Metadata.Region, cfg.Metadata.Name, net["VpcId"], want, flowRegion)
 		}
 
-		helm := calls[index(calls, "helm upgrade")]
+		helm := calls[index(calls, "helm upgrade --install cluster-autoscaler")]
 		for _, arg := range []string{"--namespace kube-system", "--set autoDiscovery.clusterName=omikuji", "--set awsRegion=" + flowRegion,
 			"-f " + filepath.Join(f.root, "deploy/helm/cluster-autoscaler-values.yaml")} {
 			if !strings.Contains(helm, arg) {
 				t.Errorf("helm call %q lacks %q", helm, arg)
 			}
+		}
+		// The controller learns the cluster, region and VPC from aws-up.
+		helm = calls[index(calls, "helm upgrade --install aws-load-balancer-controller")]
+		for _, arg := range []string{"--namespace kube-system", "--version 3.5.0", "--set clusterName=omikuji", "--set region=" + flowRegion,
+			"--set vpcId=" + net["VpcId"], "-f " + filepath.Join(f.root, "deploy/helm/aws-load-balancer-controller-values.yaml"), "--wait"} {
+			if !strings.Contains(helm, arg) {
+				t.Errorf("helm call %q lacks %q", helm, arg)
+			}
+		}
+		// And, played by the kubectl stand-in, made the NLB and its security
+		// groups in that VPC for the Service of its class.
+		if lbs, sgs := f.controllerResources(); len(lbs) != 1 || len(sgs) != 2 {
+			t.Errorf("the controller's resources in moto: load balancers %v, security groups %v; want 1 and 2", lbs, sgs)
 		}
 
 		// The app: every fortune's Deployment runs the pushed image.
@@ -475,8 +516,11 @@ func TestAWSFlowAgainstMoto(t *testing.T) {
 		}
 		inOrder(t, "stand-in calls", f.calls()[before:],
 			"eksctl get cluster", "kubectl -n omikuji delete service omikuji", "kubectl delete namespace omikuji", "eksctl delete cluster --name omikuji")
-		if got, want := steps(r.stdout), []string{"app", "cluster", "registry", "network", "confirm"}; !slices.Equal(got, want) {
+		if got, want := steps(r.stdout), []string{"app", "loadbalancer", "cluster", "registry", "network", "confirm"}; !slices.Equal(got, want) {
 			t.Errorf("steps %v, want %v", got, want)
+		}
+		if lbs, sgs := f.controllerResources(); len(lbs)+len(sgs) != 0 {
+			t.Errorf("left behind by the controller: load balancers %v, security groups %v", lbs, sgs)
 		}
 		if live := f.liveStacks(); len(live) != 0 {
 			t.Errorf("stacks left in moto: %v", live)
@@ -525,6 +569,40 @@ func TestAWSFlowAgainstMoto(t *testing.T) {
 		r := f.make("aws-down", f.env())
 		if r.code == 0 || !strings.Contains(r.stderr, "still there: stack eksctl-omikuji-nodegroup-omikuji-nodegroup") {
 			t.Fatalf("want aws-down to fail, naming the stack left behind:\n%s", r)
+		}
+	})
+
+	t.Run("aws-down names a security group the controller left", func(t *testing.T) {
+		f.t = t
+		f.reset()
+		var vpcs struct{ Vpcs []struct{ VpcId string } }
+		f.awsJSON(&vpcs, "ec2", "describe-vpcs", "--filters", "Name=is-default,Values=true")
+		r := f.aws("ec2", "create-security-group", "--group-name", "k8s-traffic-omikuji-left", "--description", "left", "--vpc-id", vpcs.Vpcs[0].VpcId,
+			"--tag-specifications", "ResourceType=security-group,Tags=[{Key="+controllerTag+",Value=omikuji}]", "--query", "GroupId", "--output", "text")
+		if r.code != 0 {
+			t.Fatalf("create stray security group:\n%s", r)
+		}
+		sg := strings.TrimSpace(r.stdout)
+		r = f.make("aws-down", f.env())
+		if r.code == 0 || !strings.Contains(r.stderr, "still there: security group "+sg) {
+			t.Fatalf("want aws-down to fail, naming security group %s:\n%s", sg, r)
+		}
+	})
+
+	t.Run("aws-up stops when fewer than two zones suit EKS", func(t *testing.T) {
+		f.t = t
+		f.reset()
+		// us-west-1 has two zones here, usw1-az2 (refused) and usw1-az1.
+		r := f.make("aws-up", f.env("AWS_REGION=us-west-1", "AWS_DEFAULT_REGION=us-west-1"))
+		if r.code == 0 || !strings.Contains(r.stderr, "us-west-1 has 1 Availability Zone(s) whose zone IDs EKS supports (us-west-1b; skipped: us-west-1a (usw1-az2))") ||
+			!strings.Contains(r.stderr, "stopped in step 'network'") {
+			t.Fatalf("want aws-up to stop in step network, naming the zones:\n%s", r)
+		}
+		if live := f.liveStacks(); len(live) != 0 {
+			t.Errorf("stacks created although no two zones suit EKS: %v", live)
+		}
+		if calls := f.calls(); len(calls) != 0 {
+			t.Errorf("tools ran:\n%s", strings.Join(calls, "\n"))
 		}
 	})
 
@@ -625,6 +703,27 @@ func TestAWSFlowAgainstMoto(t *testing.T) {
 			}
 		})
 	}
+}
+
+// controllerResources lists what the load balancer controller made in moto:
+// load balancers and security groups carrying its cluster tag.
+func (f *flow) controllerResources() (lbs, sgs []string) {
+	f.t.Helper()
+	var out struct {
+		LoadBalancers []struct{ LoadBalancerName string }
+	}
+	f.awsJSON(&out, "elbv2", "describe-load-balancers")
+	for _, lb := range out.LoadBalancers {
+		lbs = append(lbs, lb.LoadBalancerName)
+	}
+	var groups struct {
+		SecurityGroups []struct{ GroupId string }
+	}
+	f.awsJSON(&groups, "ec2", "describe-security-groups", "--filters", "Name=tag:"+controllerTag+",Values=omikuji")
+	for _, g := range groups.SecurityGroups {
+		sgs = append(sgs, g.GroupId)
+	}
+	return lbs, sgs
 }
 
 // pathWithout builds a PATH whose stand-in directory lacks tool, and which

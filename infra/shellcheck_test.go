@@ -13,6 +13,12 @@ func TestScriptsAreShellcheckClean(t *testing.T) {
 	if err != nil || len(scripts) < 4 {
 		t.Fatalf("want aws-up, aws-down, lib and render-cluster-config, found %v (%v)", scripts, err)
 	}
+	// And the repository's own scripts (lint, fuzz, deps), which CI runs.
+	repoScripts, err := filepath.Glob(filepath.Join(repoRoot(t), "scripts", "*.sh"))
+	if err != nil || len(repoScripts) < 3 {
+		t.Fatalf("want the repository's scripts/lint.sh, fuzz.sh and deps.sh, found %v (%v)", repoScripts, err)
+	}
+	scripts = append(scripts, repoScripts...)
 	// -x follows `source lib.sh`; every severity counts, down to style.
 	r := run(t, ".", nil, "", bin, append([]string{"-x", "--severity=style"}, scripts...)...)
 	if r.code != 0 {

@@ -108,6 +108,10 @@ func standin(name string, args []string, dir string) error {
 			if _, err := os.Stat(flagValue(args, "-f")); err != nil {
 				return err
 			}
+			if strings.HasPrefix(line, "upgrade --install aws-load-balancer-controller ") {
+				// The controller is running now: remember its settings.
+				return os.WriteFile(filepath.Join(dir, controllerState), []byte(line), 0o644)
+			}
 		default:
 			return fmt.Errorf("unexpected call: %s", line)
 		}
@@ -136,7 +140,10 @@ func kubectlStandin(args []string, line, dir string) error {
 			}
 			return err
 		}
-		return os.WriteFile(filepath.Join(dir, "app.yaml"), out, 0o644)
+		if err := os.WriteFile(filepath.Join(dir, "app.yaml"), out, 0o644); err != nil {
+			return err
+		}
+		return controllerProvisions(out, dir)
 	case strings.Contains(line, "get deployments -o name"):
 		for _, id := range fortune.IDs() {
 			fmt.Println("deployment.apps/" + id)
@@ -145,11 +152,104 @@ func kubectlStandin(args []string, line, dir string) error {
 		fmt.Println("deployment successfully rolled out")
 	case strings.Contains(line, "get service"):
 		fmt.Print(standinHost)
+	case strings.HasPrefix(line, "-n omikuji delete service omikuji"):
+		return controllerReleases(dir)
 	case strings.Contains(line, "delete "):
 	default:
 		return fmt.Errorf("unexpected call: %s", line)
 	}
 	return nil
+}
+
+// What the AWS Load Balancer Controller would make in AWS for the Service,
+// made for real in moto: a frontend and a backend security group and a
+// network load balancer in the VPC it was given, tagged as it tags them.
+const (
+	controllerState = "load-balancer-controller" // its helm call, once installed
+	controllerTag   = "elbv2.k8s.aws/cluster"
+	standinNLBName  = "k8s-omikuji-omikuji-0123456789"
+)
+
+// controllerProvisions plays the controller when the app is applied: only
+// a Service of its class, and only once it is installed, gets an NLB.
+func controllerProvisions(app []byte, dir string) error {
+	helm, err := os.ReadFile(filepath.Join(dir, controllerState))
+	if os.IsNotExist(err) || !strings.Contains(string(app), "loadBalancerClass: service.k8s.aws/nlb") {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	// Like the controller, leave a load balancer that is already there.
+	if arns, err := awsCLI("elbv2", "describe-load-balancers", "--query", "LoadBalancers[?LoadBalancerName=='"+standinNLBName+"'].LoadBalancerArn", "--output", "text"); err != nil || arns != "" {
+		return err
+	}
+	var cluster, vpc string
+	for _, kv := range strings.Fields(string(helm)) {
+		if v, ok := strings.CutPrefix(kv, "clusterName="); ok {
+			cluster = v
+		}
+		if v, ok := strings.CutPrefix(kv, "vpcId="); ok {
+			vpc = v
+		}
+	}
+	subnets, err := awsCLI("ec2", "describe-subnets", "--filters", "Name=vpc-id,Values="+vpc, "--query", "Subnets[].SubnetId", "--output", "text")
+	if err != nil {
+		return err
+	}
+	var groups []string
+	for _, name := range []string{"k8s-omikuji-omikuji-frontend", "k8s-traffic-omikuji-backend"} {
+		id, err := awsCLI("ec2", "create-security-group", "--group-name", name, "--description", name, "--vpc-id", vpc,
+			"--tag-specifications", "ResourceType=security-group,Tags=[{Key="+controllerTag+",Value="+cluster+"}]",
+			"--query", "GroupId", "--output", "text")
+		if err != nil {
+			return err
+		}
+		groups = append(groups, id)
+	}
+	_, err = awsCLI(append([]string{"elbv2", "create-load-balancer", "--name", standinNLBName, "--type", "network", "--scheme", "internet-facing",
+		"--tags", "Key=" + controllerTag + ",Value=" + cluster, "--subnets"}, append(strings.Fields(subnets), append([]string{"--security-groups"}, groups...)...)...)...)
+	return err
+}
+
+// controllerReleases plays the controller's finalizer when the Service is
+// deleted: the NLB goes, then its security groups.
+func controllerReleases(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, controllerState)); os.IsNotExist(err) {
+		return nil
+	}
+	arns, err := awsCLI("elbv2", "describe-load-balancers", "--query", "LoadBalancers[?LoadBalancerName=='"+standinNLBName+"'].LoadBalancerArn", "--output", "text")
+	if err != nil {
+		return err
+	}
+	for _, arn := range strings.Fields(arns) {
+		if _, err := awsCLI("elbv2", "delete-load-balancer", "--load-balancer-arn", arn); err != nil {
+			return err
+		}
+	}
+	groups, err := awsCLI("ec2", "describe-security-groups", "--filters", "Name=tag-key,Values="+controllerTag, "--query", "SecurityGroups[].GroupId", "--output", "text")
+	if err != nil {
+		return err
+	}
+	for _, id := range strings.Fields(groups) {
+		if _, err := awsCLI("ec2", "delete-security-group", "--group-id", id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// awsCLI runs the real aws CLI against moto (the scripts' environment
+// points it there) and returns its output.
+func awsCLI(args ...string) (string, error) {
+	out, err := exec.Command("aws", args...).Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return "", fmt.Errorf("aws %s: %s", strings.Join(args[:2], " "), ee.Stderr)
+		}
+		return "", err
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // flagValue returns the argument after flag, or "".

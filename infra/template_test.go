@@ -63,9 +63,14 @@ func TestTemplateSettings(t *testing.T) {
 		if v := at(t, props, "MapPublicIpOnLaunch").Value; v != "true" {
 			t.Errorf("%s MapPublicIpOnLaunch = %q: managed node groups in public subnets need it", name, v)
 		}
-		az := at(t, props, "AvailabilityZone")
-		if az.Tag != "!Select" || len(az.Content) != 2 || az.Content[0].Value != strconv.Itoa(i) || az.Content[1].Tag != "!GetAZs" {
-			t.Errorf("%s AvailabilityZone: want !Select [%d, !GetAZs \"\"], not a hard-coded zone", name, i)
+		// The zone is a parameter aws-up chooses (zone IDs EKS supports),
+		// never a fixed name or !GetAZs, which may pick one EKS refuses.
+		param := "AvailabilityZone" + strconv.Itoa(i+1)
+		if az := at(t, props, "AvailabilityZone"); az.Tag != "!Ref" || az.Value != param {
+			t.Errorf("%s AvailabilityZone: want !Ref %s", name, param)
+		}
+		if typ := at(t, network, "Parameters", param, "Type").Value; typ != "AWS::EC2::AvailabilityZone::Name" {
+			t.Errorf("parameter %s: type %s, want AWS::EC2::AvailabilityZone::Name", param, typ)
 		}
 		tags := map[string]string{}
 		for _, tag := range at(t, props, "Tags").Content {
@@ -91,16 +96,42 @@ func TestTemplateSettings(t *testing.T) {
 		at(t, network, "Outputs", out, "Export", "Name")
 	}
 
-	ecr := at(t, loadTemplate(t, "ecr.yaml"), "Resources", "Repository", "Properties")
+	ecrTemplate := loadTemplate(t, "ecr.yaml")
+	ecr := at(t, ecrTemplate, "Resources", "Repository", "Properties")
 	for path, want := range map[string]string{
 		"ImageTagMutability":                     "IMMUTABLE",
-		"ImageScanningConfiguration.ScanOnPush":  "true",
 		"EncryptionConfiguration.EncryptionType": "AES256",
 		"EmptyOnDelete":                          "true",
 	} {
 		if got := at(t, ecr, strings.Split(path, ".")...).Value; got != want {
 			t.Errorf("Repository %s = %q, want %q", path, got, want)
 		}
+	}
+	// Basic scanning reads OS packages, and the image has none: a scan on
+	// push would always come back empty. Scanning that means something is
+	// enhanced scanning, opt-in because Amazon Inspector bills per image.
+	for i := 0; i+1 < len(ecr.Content); i += 2 {
+		if ecr.Content[i].Value == "ImageScanningConfiguration" {
+			t.Error("Repository ImageScanningConfiguration: basic scan on push finds nothing in an image without OS packages; leave it out")
+		}
+	}
+	if d := at(t, ecrTemplate, "Parameters", "EnhancedScanning", "Default").Value; d != "false" {
+		t.Errorf("EnhancedScanning default %q: want \"false\", it costs money", d)
+	}
+	scanning := at(t, ecrTemplate, "Resources", "RegistryScanning")
+	if c := at(t, scanning, "Condition").Value; c != "Enhanced" {
+		t.Errorf("RegistryScanning: condition %q, want Enhanced", c)
+	}
+	if st := at(t, scanning, "Properties", "ScanType").Value; st != "ENHANCED" {
+		t.Errorf("RegistryScanning ScanType %q, want ENHANCED", st)
+	}
+	rules := at(t, scanning, "Properties", "Rules").Content
+	if len(rules) != 1 {
+		t.Fatalf("RegistryScanning: %d rules, want one, for this repository only", len(rules))
+	}
+	filters := at(t, rules[0], "RepositoryFilters").Content
+	if len(filters) != 1 || at(t, filters[0], "Filter").Tag != "!Ref" || at(t, filters[0], "Filter").Value != "RepositoryName" {
+		t.Errorf("RegistryScanning rule: want one repository filter, !Ref RepositoryName (never the whole registry)")
 	}
 	// The lifecycle policy is JSON inside YAML: check that it parses and
 	// that every rule expires something.

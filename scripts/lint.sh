@@ -2,7 +2,7 @@
 # gofmt and go vet over every Go module in the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-unformatted=$(gofmt -l $(git ls-files '*.go'))
+unformatted=$(git ls-files -z '*.go' | xargs -0 gofmt -l)
 if [ -n "$unformatted" ]; then
   echo "gofmt: not formatted:" >&2
   echo "$unformatted" >&2

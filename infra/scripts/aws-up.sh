@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# make aws-up: network → registry → image → cluster → autoscaler → app, then
-# the URL and a first draw. Every step is idempotent: re-running after a
-# failure (or with nothing changed) picks up where things stand.
+# make aws-up: network → registry → image → cluster → autoscaler →
+# loadbalancer → app, then the URL and a first draw. Every step is
+# idempotent: re-running after a failure (or with nothing changed) picks up
+# where things stand.
 #
 # Environment:
 #   AWS_REGION            region (or AWS_DEFAULT_REGION, or the profile's region)
 #   OMIKUJI_CLUSTER       cluster name (default omikuji)
+#   OMIKUJI_ENHANCED_SCANNING  "true": ECR enhanced scanning (Amazon Inspector,
+#                         billed per image; see docs/aws.md). Default false.
 #   OMIKUJI_IMAGE_TAG     image tag (default: g<commit>[-dirty-<time>])
 #   OMIKUJI_IMAGE_TOOL    command that builds and pushes the image
 #                         (default: go run ./tools/image)
@@ -13,10 +16,14 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# Chart 9.56.0 ships Cluster Autoscaler 1.35: its minor must match
-# metadata.version in infra/eksctl/cluster.yaml (a test checks).
-AUTOSCALER_CHART_VERSION=9.56.0
+# Chart 9.59.0, the newest, still defaults to Cluster Autoscaler 1.35; the
+# values set image.tag to the autoscaler whose minor matches metadata.version
+# in infra/eksctl/cluster.yaml (tests check both).
+AUTOSCALER_CHART_VERSION=9.59.0
 AUTOSCALER_VALUES="$ROOT/deploy/helm/cluster-autoscaler-values.yaml"
+# The AWS Load Balancer Controller, which gives the Service its NLB.
+LBC_CHART_VERSION=3.5.0
+LBC_VALUES="$ROOT/deploy/helm/aws-load-balancer-controller-values.yaml"
 APP_OVERLAY="$ROOT/deploy/kustomize/overlays/eks"
 # The image name the eks overlay uses as a placeholder; the app step points
 # it at the ECR repository.
@@ -74,6 +81,9 @@ relative_path() {
 require_tools aws eksctl kubectl helm curl git "${OMIKUJI_IMAGE_TOOL:-go}"
 require_cluster_name
 [[ -f $AUTOSCALER_VALUES ]] || die "missing $AUTOSCALER_VALUES"
+[[ -f $LBC_VALUES ]] || die "missing $LBC_VALUES"
+ENHANCED_SCANNING=${OMIKUJI_ENHANCED_SCANNING:-false}
+[[ $ENHANCED_SCANNING == true || $ENHANCED_SCANNING == false ]] || die "OMIKUJI_ENHANCED_SCANNING='$ENHANCED_SCANNING': want true or false"
 [[ -d $APP_OVERLAY ]] || die "missing $APP_OVERLAY"
 resolve_region
 require_credentials
@@ -83,15 +93,18 @@ echo "account $ACCOUNT_ID, region $REGION, cluster $CLUSTER, image tag $IMAGE_TA
 
 WORK=$(cd "$(mktemp -d)" && pwd -P)
 
-step network "stack $NETWORK_STACK (VPC, two public subnets)"
-deploy_stack "$NETWORK_STACK" "$INFRA/cloudformation/network.yaml" "ClusterName=$CLUSTER"
+step network "stack $NETWORK_STACK (VPC, two public subnets in zones EKS supports)"
+pick_zones
+echo "Availability Zones $ZONE_1 and $ZONE_2"
+deploy_stack "$NETWORK_STACK" "$INFRA/cloudformation/network.yaml" "ClusterName=$CLUSTER" \
+	"AvailabilityZone1=$ZONE_1" "AvailabilityZone2=$ZONE_2"
 VPC_ID=$(stack_output "$NETWORK_STACK" VpcId)
 SUBNET_1=$(stack_output "$NETWORK_STACK" PublicSubnet1Id)
 SUBNET_2=$(stack_output "$NETWORK_STACK" PublicSubnet2Id)
 echo "VPC $VPC_ID, subnets $SUBNET_1 $SUBNET_2"
 
 step registry "stack $ECR_STACK (ECR repository)"
-deploy_stack "$ECR_STACK" "$INFRA/cloudformation/ecr.yaml"
+deploy_stack "$ECR_STACK" "$INFRA/cloudformation/ecr.yaml" "EnhancedScanning=$ENHANCED_SCANNING"
 REPOSITORY=$(stack_output "$ECR_STACK" RepositoryName)
 REPOSITORY_URI=$(stack_output "$ECR_STACK" RepositoryUri)
 IMAGE="$REPOSITORY_URI:$IMAGE_TAG"
@@ -129,6 +142,14 @@ helm upgrade --install cluster-autoscaler autoscaler/cluster-autoscaler \
 	--namespace kube-system --version "$AUTOSCALER_CHART_VERSION" \
 	-f "$AUTOSCALER_VALUES" \
 	--set "autoDiscovery.clusterName=$CLUSTER" --set "awsRegion=$REGION" \
+	--wait --timeout 10m
+
+step loadbalancer "AWS Load Balancer Controller (Helm chart $LBC_CHART_VERSION)"
+helm repo add eks https://aws.github.io/eks-charts --force-update
+helm upgrade --install aws-load-balancer-controller eks/aws-load-balancer-controller \
+	--namespace kube-system --version "$LBC_CHART_VERSION" \
+	-f "$LBC_VALUES" \
+	--set "clusterName=$CLUSTER" --set "region=$REGION" --set "vpcId=$VPC_ID" \
 	--wait --timeout 10m
 
 step app "the fortunes and their LoadBalancer Service"

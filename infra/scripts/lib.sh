@@ -196,6 +196,56 @@ platform_for_instance_type() {
 	fi
 }
 
+# Zone IDs in which EKS does not create clusters (the EKS user guide's
+# subnet requirements; eksctl v0.230 avoids the same ones, pkg/az/az.go).
+# Zone IDs, not names: which ID a name such as us-east-1a stands for differs
+# from account to account.
+EKS_UNSUPPORTED_ZONE_IDS=(use1-az3 usw1-az2 cac1-az3)
+
+# pick_zones sets ZONE_1 and ZONE_2 to the first two Availability Zones, by
+# name, of the region whose zone IDs EKS supports, or stops if there are
+# fewer than two.
+pick_zones() {
+	local out name id picked=() skipped=()
+	out=$(aws ec2 describe-availability-zones \
+		--filters Name=state,Values=available Name=zone-type,Values=availability-zone \
+		--query 'sort_by(AvailabilityZones, &ZoneName)[].[ZoneName, ZoneId]' --output text) ||
+		die "cannot list the Availability Zones of $REGION"
+	while read -r name id; do
+		[[ -n $name && $name != None ]] || continue
+		if [[ " ${EKS_UNSUPPORTED_ZONE_IDS[*]} " == *" $id "* ]]; then
+			skipped+=("$name ($id)")
+		else
+			picked+=("$name")
+		fi
+	done <<<"$out"
+	if ((${#skipped[@]})); then
+		echo "not using ${skipped[*]}: EKS does not support that zone ID"
+	fi
+	if ((${#picked[@]} < 2)); then
+		die "$REGION has ${#picked[@]} Availability Zone(s) whose zone IDs EKS supports (${picked[*]:-none}; skipped: ${skipped[*]:-none}); EKS needs subnets in two. Choose another region with AWS_REGION"
+	fi
+	ZONE_1=${picked[0]} ZONE_2=${picked[1]}
+}
+
+# load_balancer_leftovers prints, space-separated, what the AWS Load
+# Balancer Controller made for this cluster and has not removed: load
+# balancers in the network stack's VPC and security groups with its
+# elbv2.k8s.aws/cluster tag. Nothing means nothing is left.
+load_balancer_leftovers() {
+	local vpc lbs sgs out=
+	if [[ $(stack_status "$NETWORK_STACK") != NONE ]]; then
+		vpc=$(stack_output "$NETWORK_STACK" VpcId)
+		lbs=$(aws elbv2 describe-load-balancers --query "LoadBalancers[?VpcId=='$vpc'].LoadBalancerName" --output text) ||
+			die "cannot list the load balancers in $REGION"
+		[[ -z $lbs || $lbs == None ]] || out+=" load balancer $lbs"
+	fi
+	sgs=$(aws ec2 describe-security-groups --filters "Name=tag:elbv2.k8s.aws/cluster,Values=$CLUSTER" \
+		--query 'SecurityGroups[].GroupId' --output text) || die "cannot list the security groups in $REGION"
+	[[ -z $sgs || $sgs == None ]] || out+=" security group $sgs"
+	echo "$out"
+}
+
 # cluster_exists asks eksctl, which also knows clusters it did not create.
 cluster_exists() {
 	eksctl get cluster --name "$CLUSTER" --region "$REGION" >/dev/null 2>&1

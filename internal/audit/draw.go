@@ -259,6 +259,13 @@ func Draw(ctx context.Context, o Options) (Sample, error) {
 					return // cut short by us or the caller: not a real outcome
 				}
 				mu.Lock()
+				if ctx.Err() != nil {
+					// Another worker gave up, or the caller cancelled, while
+					// this draw was finishing: what comes after the stop
+					// is not recorded.
+					mu.Unlock()
+					return
+				}
 				out = rec.record(int(i), out)
 				completed++
 				succeeded = succeeded || out.Failure == ""

@@ -2,23 +2,33 @@ package audit
 
 import (
 	"fmt"
-	"html/template"
+	"html"
 	"io"
 	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 )
 
 // WriteHTML writes the report as one self-contained HTML page: inline CSS
-// and SVG, no script, font or image from anywhere. Everything that came from
-// an answer (backend and group names, failure examples) is escaped by
-// html/template.
+// and SVG, no script, font or image from anywhere. Every string goes
+// through esc, so what came from an answer or the command line (backend and
+// group names, the URL, failure examples) is shown as text. The page is
+// written with fmt, not html/template: linking that package keeps every
+// exported method in the binary (docs/decisions/0012-report-without-templates.md).
 func (r Report) WriteHTML(w io.Writer) error {
-	return htmlReport.Execute(w, newHTMLView(r))
+	_, err := io.WriteString(w, newHTMLView(r).render())
+	return err
 }
 
-// htmlView is what the template draws, in pixels.
+// esc escapes a string for HTML text and for a quoted attribute value alike.
+func esc(s string) string { return html.EscapeString(s) }
+
+// num formats a coordinate or a length for an SVG attribute.
+func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// htmlView is what the page draws, in pixels.
 type htmlView struct {
 	R                  Report
 	Verdict, Colour    string
@@ -34,8 +44,6 @@ type htmlView struct {
 	Failures           []htmlFailure
 	FailedDraws        int
 	Capped             bool
-	AxisX0, AxisWidth  float64
-	LegendGroups       []htmlGroup
 	GroupWord, PodWord string
 }
 
@@ -98,7 +106,7 @@ const (
 )
 
 func newHTMLView(r Report) htmlView {
-	v := htmlView{R: r, Verdict: strings.ToUpper(r.Verdict), AxisX0: shareX0, AxisWidth: shareWidth, Capped: r.BackendsCapped,
+	v := htmlView{R: r, Verdict: strings.ToUpper(r.Verdict), Capped: r.BackendsCapped,
 		GroupWord: "group", PodWord: "backend"}
 	if r.BackendSpec == KindOmikuji && r.GroupSpec == "default" {
 		v.GroupWord, v.PodWord = "fortune", "pod"
@@ -195,13 +203,105 @@ func capitalize(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
-var htmlReport = template.Must(template.New("report").Parse(`<!DOCTYPE html>
+// render writes the page top to bottom, in the order a reader sees it.
+func (v htmlView) render() string {
+	var b strings.Builder
+	r := v.R
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+
+	b.WriteString(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>omikuji draw: {{.Verdict}} — {{.R.URL}}</title>
-<style>
+`)
+	p("<title>omikuji draw: %s — %s</title>\n", esc(v.Verdict), esc(r.URL))
+	b.WriteString(htmlStyle)
+	p(`<h1>omikuji draw <span class="verdict" id="verdict" style="background: %s">%s</span></h1>`+"\n", esc(v.Colour), esc(v.Verdict))
+	connections := "a new connection each"
+	if r.KeepAlive {
+		connections = "kept-alive connections"
+	}
+	p(`<p class="meta">%d draws from <code>%s</code>, %d at a time, %s.`+"\n", r.Drawn, esc(r.URL), r.Concurrency, connections)
+	p("Backend <code>%s</code>, groups <code>%s</code>, expected <code>%s</code>, alpha %s.\n",
+		esc(r.BackendSpec), esc(r.GroupSpec), esc(r.Expect), strconv.FormatFloat(r.Alpha, 'g', -1, 64))
+	if r.Stopped != "" {
+		p("Stopped early: %s.", esc(r.Stopped))
+	}
+	p("</p>\n<p id=\"summary\">%s</p>\n", esc(r.Summary))
+	if len(r.LikelyCauses) > 0 {
+		b.WriteString(`<h2>Likely causes</h2><ul id="causes">`)
+		for _, c := range r.LikelyCauses {
+			p("<li>%s</li>", esc(c))
+		}
+		b.WriteString("</ul>")
+	}
+
+	b.WriteString("\n\n<h2>The tests</h2>\n<table id=\"tests\">\n")
+	for _, t := range v.Tests {
+		aside, class := "", "fail"
+		if !t.Deciding {
+			aside = `<br><span class="aside">not deciding</span>`
+		}
+		if t.Passed {
+			class = "pass"
+		}
+		p(`<tr><td><code>%s</code>%s</td>`+"\n"+`<td class="%s">%s</td><td>%s<br><span class="aside">%s</span></td></tr>`+"\n",
+			esc(t.Flag), aside, class, esc(t.Result), esc(t.Name), esc(t.Says))
+	}
+	b.WriteString("</table>\n")
+	if r.Independence.Applicable {
+		p(`<p class="aside">Same %s twice in a row: %d times, %.1f expected by chance.</p>`, esc(v.PodWord), r.Repeats, r.RepeatsExpected)
+	}
+
+	p("\n\n<h2>Share per %s: observed (bar, with its 95 %% interval) against expected (line)</h2>\n", esc(v.GroupWord))
+	p(`<svg id="shares" xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img" aria-label="observed and expected shares">`+"\n", v.ShareW, v.ShareH)
+	for _, t := range v.Ticks {
+		p(`<line x1="%s" y1="18" x2="%s" y2="%d" stroke="#e4e4e4"/><text x="%s" y="12" text-anchor="middle">%s</text>`+"\n",
+			num(t.X), num(t.X), v.ShareH, num(t.X), esc(t.Label))
+	}
+	for _, g := range v.Groups {
+		id, text, x0 := esc(g.ID), esc(g.Text), num(shareX0)
+		p(`<g class="group"><text x="%s" dx="-8" y="%d" dy="16" text-anchor="end">%s %s</text>`+"\n", x0, g.Y, id, esc(g.Label))
+		p(`<rect x="%s" y="%d" width="%s" height="22" fill="%s" opacity="0.85"><title>%s: %s</title></rect>`+"\n", x0, g.Y, num(g.Observed), esc(g.Colour), id, text)
+		p(`<line x1="%s" y1="%d" x2="%s" y2="%d" stroke="#1d1d1f" stroke-width="1.5" transform="translate(0 11)"/>`+"\n", num(g.Low), g.Y, num(g.High), g.Y)
+		p(`<rect x="%s" y="%d" width="3" height="28" fill="#000" transform="translate(-1.5 -3)"><title>%s expected</title></rect>`+"\n", num(g.Expected), g.Y, id)
+		p(`<text x="%s" dx="%s" y="%d" dy="16" class="share">&#8195;%s</text></g>`+"\n", x0, num(shareWidth), g.Y, text)
+	}
+	b.WriteString("</svg>\n\n")
+
+	p("<h2>Draws per %s</h2>\n<table id=\"backends\">\n", esc(v.PodWord))
+	p("<tr><th>%s</th><th>%s</th><th>draws</th><th>share</th><th></th></tr>\n", esc(v.PodWord), esc(v.GroupWord))
+	for _, be := range v.Backends {
+		p(`<tr><td><code>%s</code></td><td>%s</td><td class="num">%d</td><td class="num">%s</td>`+"\n", esc(be.Name), esc(be.Group), be.Count, esc(be.Share))
+		p(`<td><svg xmlns="http://www.w3.org/2000/svg" width="304" height="14"><rect width="%s" height="12" y="1" fill="%s"/></svg></td></tr>`+"\n", num(be.Width), esc(be.Colour))
+	}
+	b.WriteString("</table>\n")
+	if v.Capped {
+		b.WriteString(`<p class="fail">More than 1000 distinct backends answered: only the first 1000 are counted.</p>`)
+	}
+
+	p("\n\n<h2>The draws in order</h2>\n"+`<p class="aside">The first %d of %d draws, left to right and top to bottom, one cell per draw coloured by %s (shades of its %s's colour; grey: failed). Round-robin shows as a repeating pattern, pinning as long runs of one colour.</p>`+"\n",
+		v.StripShown, v.Drawn, esc(v.PodWord), esc(v.GroupWord))
+	p(`<svg id="strip" xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img" aria-label="draws in order">`+"\n", v.StripW, v.StripH)
+	for _, c := range v.Strip {
+		p(`<rect x="%d" y="%d" width="9" height="9" fill="%s"><title>%s</title></rect>`, c.X, c.Y, esc(c.Colour), esc(c.Title))
+	}
+	b.WriteString("\n</svg>\n\n<h2>Failed draws</h2>\n")
+	if len(v.Failures) > 0 {
+		b.WriteString(`<table id="failures"><tr><th>kind</th><th>draws</th><th>first example</th></tr>` + "\n")
+		for _, f := range v.Failures {
+			p(`<tr><td><code>%s</code></td><td class="num">%d</td><td><code>%s</code></td></tr>`, esc(f.Kind), f.Count, esc(f.Example))
+		}
+		b.WriteString("</table>\n")
+	} else {
+		b.WriteString(`<p id="failures">None.</p>`)
+	}
+	b.WriteString("\n</body>\n</html>\n")
+	return b.String()
+}
+
+const htmlStyle = `<style>
 body { font: 15px/1.45 system-ui, sans-serif; color: #1d1d1f; margin: 24px auto; max-width: 900px; padding: 0 16px; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 17px; margin: 28px 0 8px; }
@@ -218,48 +318,4 @@ code { background: #f2f2f2; padding: 0 3px; }
 </style>
 </head>
 <body>
-<h1>omikuji draw <span class="verdict" id="verdict" style="background: {{.Colour}}">{{.Verdict}}</span></h1>
-<p class="meta">{{.R.Drawn}} draws from <code>{{.R.URL}}</code>, {{.R.Concurrency}} at a time{{if .R.KeepAlive}}, kept-alive connections{{else}}, a new connection each{{end}}.
-Backend <code>{{.R.BackendSpec}}</code>, groups <code>{{.R.GroupSpec}}</code>, expected <code>{{.R.Expect}}</code>, alpha {{.R.Alpha}}.
-{{with .R.Stopped}}Stopped early: {{.}}.{{end}}</p>
-<p id="summary">{{.R.Summary}}</p>
-{{with .R.LikelyCauses}}<h2>Likely causes</h2><ul id="causes">{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}
-
-<h2>The tests</h2>
-<table id="tests">
-{{range .Tests}}<tr><td><code>{{.Flag}}</code>{{if not .Deciding}}<br><span class="aside">not deciding</span>{{end}}</td>
-<td class="{{if .Passed}}pass{{else}}fail{{end}}">{{.Result}}</td><td>{{.Name}}<br><span class="aside">{{.Says}}</span></td></tr>
-{{end}}</table>
-{{if .R.Independence.Applicable}}<p class="aside">Same {{.PodWord}} twice in a row: {{.R.Repeats}} times, {{printf "%.1f" .R.RepeatsExpected}} expected by chance.</p>{{end}}
-
-<h2>Share per {{.GroupWord}}: observed (bar, with its 95 % interval) against expected (line)</h2>
-<svg id="shares" xmlns="http://www.w3.org/2000/svg" width="{{.ShareW}}" height="{{.ShareH}}" role="img" aria-label="observed and expected shares">
-{{range .Ticks}}<line x1="{{.X}}" y1="18" x2="{{.X}}" y2="{{$.ShareH}}" stroke="#e4e4e4"/><text x="{{.X}}" y="12" text-anchor="middle">{{.Label}}</text>
-{{end}}{{range .Groups}}<g class="group"><text x="{{$.AxisX0}}" dx="-8" y="{{.Y}}" dy="16" text-anchor="end">{{.ID}} {{.Label}}</text>
-<rect x="{{$.AxisX0}}" y="{{.Y}}" width="{{.Observed}}" height="22" fill="{{.Colour}}" opacity="0.85"><title>{{.ID}}: {{.Text}}</title></rect>
-<line x1="{{.Low}}" y1="{{.Y}}" x2="{{.High}}" y2="{{.Y}}" stroke="#1d1d1f" stroke-width="1.5" transform="translate(0 11)"/>
-<rect x="{{.Expected}}" y="{{.Y}}" width="3" height="28" fill="#000" transform="translate(-1.5 -3)"><title>{{.ID}} expected</title></rect>
-<text x="{{$.AxisX0}}" dx="{{$.AxisWidth}}" y="{{.Y}}" dy="16" class="share">&#8195;{{.Text}}</text></g>
-{{end}}</svg>
-
-<h2>Draws per {{.PodWord}}</h2>
-<table id="backends">
-<tr><th>{{.PodWord}}</th><th>{{.GroupWord}}</th><th>draws</th><th>share</th><th></th></tr>
-{{range .Backends}}<tr><td><code>{{.Name}}</code></td><td>{{.Group}}</td><td class="num">{{.Count}}</td><td class="num">{{.Share}}</td>
-<td><svg xmlns="http://www.w3.org/2000/svg" width="304" height="14"><rect width="{{.Width}}" height="12" y="1" fill="{{.Colour}}"/></svg></td></tr>
-{{end}}</table>
-{{if .Capped}}<p class="fail">More than 1000 distinct backends answered: only the first 1000 are counted.</p>{{end}}
-
-<h2>The draws in order</h2>
-<p class="aside">The first {{.StripShown}} of {{.Drawn}} draws, left to right and top to bottom, one cell per draw coloured by {{.PodWord}} (shades of its {{.GroupWord}}'s colour; grey: failed). Round-robin shows as a repeating pattern, pinning as long runs of one colour.</p>
-<svg id="strip" xmlns="http://www.w3.org/2000/svg" width="{{.StripW}}" height="{{.StripH}}" role="img" aria-label="draws in order">
-{{range .Strip}}<rect x="{{.X}}" y="{{.Y}}" width="9" height="9" fill="{{.Colour}}"><title>{{.Title}}</title></rect>{{end}}
-</svg>
-
-<h2>Failed draws</h2>
-{{if .Failures}}<table id="failures"><tr><th>kind</th><th>draws</th><th>first example</th></tr>
-{{range .Failures}}<tr><td><code>{{.Kind}}</code></td><td class="num">{{.Count}}</td><td><code>{{.Example}}</code></td></tr>{{end}}</table>
-{{else}}<p id="failures">None.</p>{{end}}
-</body>
-</html>
-`))
+`

@@ -147,3 +147,70 @@ func TestHTMLInABrowser(t *testing.T) {
 		t.Errorf("the screenshot shows %d colours: a blank page?", len(colours))
 	}
 }
+
+// TestHTMLEscapesHostileNames puts markup in every place a response or the
+// command line reaches the page: backend names, the group names taken from
+// them, the header name, the URL and a failure example. Each must appear
+// only escaped, in text and in attribute values alike.
+func TestHTMLEscapesHostileNames(t *testing.T) {
+	hostile := []string{`<script>alert(1)</script>`, `"><img src=x onerror=alert(1)>`, `&`}
+	rec := newRecorder(91)
+	for i := range 90 {
+		rec.record(i, Outcome{Backend: hostile[i%3]})
+	}
+	rec.record(90, Outcome{Failure: "http_status_500", Err: `500 "><img src=x onerror=alert(2)>`})
+	spec := BackendSpec{Kind: KindHeader, Header: `X-<b>`}
+	group, err := ParseGroup(`regex:^(.+)$`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := ParseExpect("uniform", spec, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Analyze(rec.sample(), Audit{Options: Options{URL: `http://127.0.0.1:8080/?a=<i>&b="x"`, Draws: 91, Concurrency: 1, Backend: spec}, Group: group,
+		Expect: e, Alpha: 0.001})
+	if len(r.Fortunes) != 3 {
+		t.Fatalf("%d groups, want one per hostile name: %+v", len(r.Fortunes), r.Fortunes)
+	}
+	var b bytes.Buffer
+	if err := r.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	for _, banned := range []string{"<script", "<img", "<i>", "<b>", `"x"`, "alert(1)>", "alert(2)>", "alert(1)</", "&b="} {
+		if strings.Contains(page, banned) {
+			t.Errorf("the page contains %q unescaped", banned)
+		}
+	}
+	for _, want := range []string{
+		"<code>&lt;script&gt;alert(1)&lt;/script&gt;</code>",   // backend name, as text
+		"<td>&#34;&gt;&lt;img src=x onerror=alert(1)&gt;</td>", // group name in the backends table
+		"<code>&amp;</code>", // a bare ampersand
+		"<title>draw 2: &#34;&gt;&lt;img src=x onerror=alert(1)&gt;</title>", // strip cell
+		"<code>500 &#34;&gt;&lt;img src=x onerror=alert(2)&gt;</code>",       // failure example
+		"<code>http://127.0.0.1:8080/?a=&lt;i&gt;&amp;b=&#34;x&#34;</code>",  // URL
+		"&lt;script&gt;alert(1)&lt;/script&gt;: ",                            // share bar's title
+		"<code>header:X-&lt;b&gt;</code>",                                    // the --backend spec
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	// Every ampersand left starts one of the entities the page writes.
+	for rest := page; ; {
+		i := strings.IndexByte(rest, '&')
+		if i < 0 {
+			break
+		}
+		rest = rest[i:]
+		ok := false
+		for _, entity := range []string{"&lt;", "&gt;", "&amp;", "&#34;", "&#39;", "&#8195;"} {
+			ok = ok || strings.HasPrefix(rest, entity)
+		}
+		if !ok {
+			t.Errorf("unescaped ampersand at %q", rest[:min(len(rest), 20)])
+		}
+		rest = rest[1:]
+	}
+}
