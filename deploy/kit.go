@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -29,6 +30,10 @@ type Kit struct {
 	Services        []corev1.Service
 	NetworkPolicies []networkingv1.NetworkPolicy
 	PodMonitors     []PodMonitor
+	// The monitoring component's Prometheus Operator objects, decoded
+	// strictly into the operator's own Go types.
+	ServiceMonitors []monitoringv1.ServiceMonitor
+	PrometheusRules []monitoringv1.PrometheusRule
 	// DisruptionBudgets are the PodDisruptionBudgets, one per fortune.
 	DisruptionBudgets []policyv1.PodDisruptionBudget
 }
@@ -113,6 +118,10 @@ func (kit *Kit) add(apiVersion, kind, name string, doc []byte) error {
 		err = decode(doc, &kit.NetworkPolicies)
 	case "monitoring.coreos.com/v1 PodMonitor":
 		err = decode(doc, &kit.PodMonitors)
+	case "monitoring.coreos.com/v1 ServiceMonitor":
+		err = decode(doc, &kit.ServiceMonitors)
+	case "monitoring.coreos.com/v1 PrometheusRule":
+		err = decode(doc, &kit.PrometheusRules)
 	case "policy/v1 PodDisruptionBudget":
 		err = decode(doc, &kit.DisruptionBudgets)
 	default:

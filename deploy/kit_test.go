@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -229,4 +230,6 @@ func sortByName(kit *Kit) {
 	slices.SortFunc(kit.NetworkPolicies, func(a, b networkingv1.NetworkPolicy) int { return byName(&a, &b) })
 	slices.SortFunc(kit.PodMonitors, func(a, b PodMonitor) int { return byName(&a, &b) })
 	slices.SortFunc(kit.DisruptionBudgets, func(a, b policyv1.PodDisruptionBudget) int { return byName(&a, &b) })
+	slices.SortFunc(kit.ServiceMonitors, func(a, b monitoringv1.ServiceMonitor) int { return byName(&a, &b) })
+	slices.SortFunc(kit.PrometheusRules, func(a, b monitoringv1.PrometheusRule) int { return byName(&a, &b) })
 }

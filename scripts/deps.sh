@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
   chromium            # browser tests: what a person sees
   fonts-ipafont-mincho  # kanji in the browser's screenshots of the slip
-  prometheus          # promtool check metrics
+  prometheus          # promtool (metrics, rules and their unit tests); the e2e's Prometheus server
   shellcheck          # infra scripts
   nginx-light wrk     # benchmark yardstick and load generator
   libnginx-mod-stream # nginx stream balancers audited by omikuji draw's tests

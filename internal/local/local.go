@@ -12,10 +12,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/omikuji/omikuji/internal/fortune"
@@ -40,13 +43,20 @@ const DefaultAddr = "127.0.0.1:8080"
 // unless told otherwise.
 const DefaultMetricsAddr = "127.0.0.1:9090"
 
-// dialTimeout bounds the front's connection to a replica on loopback.
+// dialTimeout bounds the front's connection to a replica on loopback: a
+// replica that cannot take it fails that client within it.
 const dialTimeout = 2 * time.Second
 
-// lingerAfterReply is how long a client may keep its side of a connection
-// open once the replica has closed its own: enough to read the last bytes,
-// not enough to pile up half-closed connections.
-const lingerAfterReply = 10 * time.Second
+// lingerAfterReply is how long the front keeps reading (and forwarding) a
+// client's bytes once the replica has finished its answer, so that closing
+// does not reset a connection whose last bytes the client has yet to read;
+// it is short because every such connection holds one of the front's slots.
+const lingerAfterReply = 2 * time.Second
+
+// copyBufferSize is each direction's buffer: a drawn page and its headers
+// (under 3 KiB) fit in one. Buffers are not pooled, so that a burst's are
+// freed by the next collection rather than kept in a pool for two.
+const copyBufferSize = 4 << 10
 
 // Config describes a local system. The zero value is the default system.
 type Config struct {
@@ -57,6 +67,12 @@ type Config struct {
 	KeepAlive   bool           // passed to every replica
 	Seed        uint64         // 0: seeded from crypto/rand
 	Logger      *slog.Logger   // nil discards
+
+	// MaxConns bounds the front's concurrent connections; past it, new ones
+	// are closed at once. 0 derives it from the descriptor limit (ConnLimit).
+	MaxConns     int
+	IdleTimeout  time.Duration // 0: DefaultIdleTimeout
+	WriteTimeout time.Duration // 0: DefaultWriteTimeout
 }
 
 // A Replica is one running fortune server.
@@ -79,6 +95,12 @@ type System struct {
 	next  int
 	conns map[net.Conn]struct{}
 
+	slots                 chan struct{} // one per open front connection
+	afterBurst            atomic.Bool   // set at burstConns open, cleared once idle
+	lastRelease           atomic.Int64  // UnixNano of the last scheduled release
+	releaseTimer          *time.Timer   // runs freeMemory releaseDelay after a burst
+	refusedLog, dialedLog throttle      // warnings under a flood
+
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // accept loop, splices
@@ -95,6 +117,10 @@ func Start(cfg Config) (*System, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	maxConns, err := connLimit(cfg)
+	if err != nil {
+		return nil, err
+	}
 	seed := cfg.Seed
 	if seed == 0 {
 		var b [8]byte
@@ -104,13 +130,16 @@ func Start(cfg Config) (*System, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &System{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		conns:  make(map[net.Conn]struct{}),
-		ctx:    ctx,
-		cancel: cancel,
-		errs:   make(chan error, cfg.Replicas.Total()),
+		cfg:   cfg,
+		log:   cfg.Logger,
+		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		conns: make(map[net.Conn]struct{}),
+		slots: make(chan struct{}, maxConns),
+		// Armed by release after a burst.
+		releaseTimer: time.AfterFunc(time.Duration(math.MaxInt64), freeMemory),
+		ctx:          ctx,
+		cancel:       cancel,
+		errs:         make(chan error, cfg.Replicas.Total()),
 	}
 	if err := s.startReplicas(); err != nil {
 		s.Close()
@@ -124,7 +153,8 @@ func Start(cfg Config) (*System, error) {
 	s.front = front
 	s.wg.Add(1)
 	go s.accept()
-	s.log.Info("local system up", "url", s.URL(), "replicas", len(s.replicas), "balancer", cfg.Balancer, "keep_alive", cfg.KeepAlive)
+	s.log.Info("local system up", "url", s.URL(), "replicas", len(s.replicas), "balancer", cfg.Balancer, "keep_alive", cfg.KeepAlive,
+		"max_conns", maxConns, "idle_timeout", cfg.IdleTimeout.String(), "write_timeout", cfg.WriteTimeout.String())
 	return s, nil
 }
 
@@ -140,6 +170,12 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	return cfg
 }
@@ -275,6 +311,9 @@ func (s *System) pick() Replica {
 	return s.replicas[i]
 }
 
+// accept takes every client the kernel hands over. One that finds every
+// slot taken is closed at once: waiting would hold its descriptor, and a
+// closed connection tells the client to retry far sooner than a timeout.
 func (s *System) accept() {
 	defer s.wg.Done()
 	for {
@@ -283,8 +322,11 @@ func (s *System) accept() {
 			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// Out of file descriptors and the like: back off, keep serving.
-			s.log.Warn("accept", "err", err)
+			// Out of descriptors (another part of the process, or a
+			// limit lowered after start) and the like: back off, keep serving.
+			if n, ok := s.refusedLog.allow(); ok {
+				s.log.Warn("accept", "err", err, "suppressed", n)
+			}
 			select {
 			case <-time.After(50 * time.Millisecond):
 			case <-s.ctx.Done():
@@ -292,10 +334,62 @@ func (s *System) accept() {
 			}
 			continue
 		}
+		select {
+		case s.slots <- struct{}{}:
+			if len(s.slots) >= burstConns {
+				s.afterBurst.Store(true)
+			}
+		default:
+			c.Close()
+			if n, ok := s.refusedLog.allow(); ok {
+				s.log.Warn("front connection limit reached; refusing connections", "max_conns", cap(s.slots), "suppressed", n)
+			}
+			continue
+		}
 		r := s.pick()
 		s.wg.Add(1)
-		go s.splice(c, r)
+		go func() {
+			defer s.wg.Done()
+			defer s.release()
+			s.splice(c, r)
+		}()
 	}
+}
+
+// burstConns open front connections make a burst; releaseDelay after they
+// are all gone, the memory they took is handed back to the system, rather
+// than when the runtime's periodic collection and scavenger get to it
+// minutes later; at most once per releaseEvery. The delay lets the replicas
+// end what they keep for idle connections (fasthttp's idle workers live
+// 10 s).
+const (
+	burstConns   = 64
+	releaseDelay = 15 * time.Second
+	releaseEvery = 30 * time.Second
+)
+
+// release frees a slot and, if it was the last one after a burst,
+// schedules freeMemory.
+func (s *System) release() {
+	<-s.slots
+	if len(s.slots) > 0 || !s.afterBurst.Load() {
+		return
+	}
+	last := s.lastRelease.Load()
+	now := time.Now().UnixNano()
+	if time.Duration(now-last) < releaseEvery || !s.lastRelease.CompareAndSwap(last, now) {
+		return
+	}
+	s.afterBurst.Store(false)
+	s.releaseTimer.Reset(releaseDelay)
+}
+
+// freeMemory collects and returns free memory to the system, twice: the
+// first collection only moves what the replicas' pools hold (sync.Pool) to
+// their victim caches; the second frees it.
+func freeMemory() {
+	debug.FreeOSMemory()
+	debug.FreeOSMemory()
 }
 
 // track registers conns so that Close can cut them; it refuses once
@@ -322,15 +416,16 @@ func (s *System) untrack(conns ...net.Conn) {
 
 // splice connects a client to a replica and copies bytes both ways. Each
 // direction half-closes its destination when its source ends, so HTTP's
-// close-delimited responses arrive whole.
+// close-delimited responses arrive whole. Every write has a deadline, and
+// a watchdog cuts the connection once no byte has moved either way for the
+// idle timeout, so no peer can hold a slot for longer than that.
 func (s *System) splice(client net.Conn, r Replica) {
-	defer s.wg.Done()
 	defer client.Close()
 	d := net.Dialer{Timeout: dialTimeout}
 	backend, err := d.DialContext(s.ctx, "tcp", r.Addr)
 	if err != nil {
-		if s.ctx.Err() == nil {
-			s.log.Warn("dial replica", "pod", r.Pod, "err", err)
+		if n, ok := s.dialedLog.allow(); ok && s.ctx.Err() == nil {
+			s.log.Warn("dial replica", "pod", r.Pod, "err", err, "suppressed", n)
 		}
 		return
 	}
@@ -343,23 +438,117 @@ func (s *System) splice(client net.Conn, r Replica) {
 		s.log.Debug("connection", "client", client.RemoteAddr().String(), "pod", r.Pod)
 	}
 
+	l := &link{client: client, backend: backend, idle: s.cfg.IdleTimeout, write: s.cfg.WriteTimeout}
+	l.touch()
+	// Armed only once l.watchdog is set: checkIdle resets it.
+	l.watchdog = time.AfterFunc(time.Duration(math.MaxInt64), l.checkIdle)
+	l.watchdog.Reset(l.idle)
+	defer l.watchdog.Stop()
+
 	upstream := make(chan struct{})
 	go func() {
 		defer close(upstream)
-		io.Copy(backend, client)
-		closeWrite(backend)
+		// A replica that stops taking bytes (it has answered and closed)
+		// does not end the client's side: its bytes are read and dropped
+		// until it closes or the linger ends, so that closing does not
+		// reset the answer under it.
+		if l.copy(backend, client, true) == nil {
+			closeWrite(backend)
+		}
 	}()
-	io.Copy(client, backend)
-	closeWrite(client)
-	// The replica is done; give the client a moment to finish, no more.
-	client.SetReadDeadline(time.Now().Add(lingerAfterReply))
+	if err := l.copy(client, backend, false); err != nil {
+		// The client stopped reading, or the replica failed: no answer
+		// will complete, so cut both sides now.
+		l.cut()
+	} else {
+		closeWrite(client)
+		// The replica is done; give the client a moment to finish, no more.
+		client.SetReadDeadline(time.Now().Add(lingerAfterReply))
+	}
 	<-upstream
+}
+
+// A link is one spliced connection's shared state.
+type link struct {
+	client, backend net.Conn
+	idle, write     time.Duration
+	watchdog        *time.Timer
+	last            atomic.Int64 // when a byte last arrived either way, UnixNano
+}
+
+func (l *link) touch() { l.last.Store(time.Now().UnixNano()) }
+
+// checkIdle runs on the watchdog: it cuts the link if nothing has moved
+// for the idle timeout, or waits for the rest of it.
+func (l *link) checkIdle() {
+	left := time.Until(time.Unix(0, l.last.Load()).Add(l.idle))
+	if left > 0 {
+		l.watchdog.Reset(left)
+		return
+	}
+	l.cut()
+}
+
+// cut closes both sides, which ends both copies at once.
+func (l *link) cut() {
+	l.client.Close()
+	l.backend.Close()
+}
+
+// copy moves bytes from src to dst until src ends (nil) or fails, each
+// write bounded by the write timeout. It does not use io.Copy: that would
+// splice through a pipe pair (two more descriptors per direction, pooled
+// beyond the connection's life) and could not renew a deadline per write.
+// With drain, a failed write ends only the writing: src is read to its
+// end and dropped.
+func (l *link) copy(dst, src net.Conn, drain bool) error {
+	buf := make([]byte, copyBufferSize)
+	var werr error
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			l.touch()
+			if werr == nil {
+				dst.SetWriteDeadline(time.Now().Add(l.write))
+				_, werr = dst.Write(buf[:n])
+				if werr != nil && !drain {
+					return werr
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return werr
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 func closeWrite(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
+}
+
+// throttle lets a warning through at most once a second, counting the ones
+// it held back.
+type throttle struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (t *throttle) allow() (suppressed int, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now := time.Now(); now.Sub(t.last) >= time.Second {
+		n := t.suppressed
+		t.last, t.suppressed = now, 0
+		return n, true
+	}
+	t.suppressed++
+	return 0, false
 }
 
 // Close stops the front listener and every replica, cuts open connections
@@ -376,6 +565,7 @@ func (s *System) Close() error {
 			s.front.Close()
 		}
 		s.wg.Wait()
+		s.releaseTimer.Stop()
 		s.replicaW.Wait()
 		close(s.errs)
 		for err := range s.errs {

@@ -191,6 +191,7 @@ func TestOdds(t *testing.T) {
 			break // the next mode would start from an unknown state
 		}
 	}
+	t.Run("7-prometheus", func(t *testing.T) { e.checkPrometheus(ctx, t, repo) })
 }
 
 // serviceReady waits until exactly want pods are ready and listed in the
