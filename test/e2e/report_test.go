@@ -59,6 +59,7 @@ type drawReport struct {
 	Succeeded    int
 	Failed       int
 	PGoodness    float64
+	PUniform     float64
 	PIndepend    float64
 	Verdict      string
 }
@@ -102,7 +103,7 @@ func (r *runReport) draw(mode, target string, expect fortune.Counts, a audit.Rep
 		Mode: mode, Target: target, Expect: expect.String(),
 		Counts: strings.Join(counts, "/"), Pods: strings.Join(pods, "/"),
 		Succeeded: a.Succeeded, Failed: a.Failed,
-		PGoodness: a.GoodnessOfFit.PValue, PIndepend: a.Independence.PValue, Verdict: a.Verdict,
+		PGoodness: a.GoodnessOfFit.PValue, PUniform: a.Uniformity.PValue, PIndepend: a.Independence.PValue, Verdict: a.Verdict,
 	})
 }
 
@@ -118,11 +119,11 @@ func (r *runReport) write(t *testing.T) {
 	for _, p := range r.Up {
 		fmt.Fprintf(&b, "| %s | %.1f |\n", p.Phase, p.Duration.Seconds())
 	}
-	fmt.Fprintf(&b, "\n| mode | target | expected | drawn (%s) | pods | goodness of fit p | independence p | verdict |\n|---|---|---|---|---|---:|---:|---|\n",
+	fmt.Fprintf(&b, "\n| mode | target | expected | drawn (%s) | pods | goodness of fit p | per-pod uniformity p | independence p | verdict |\n|---|---|---|---|---|---:|---:|---:|---|\n",
 		strings.Join(fortune.IDs(), "/"))
 	for _, d := range r.Draws {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.3g | %.3g | %s |\n",
-			d.Mode, d.Target, d.Expect, d.Counts, d.Pods, d.PGoodness, d.PIndepend, d.Verdict)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.3g | %.3g | %.3g | %s |\n",
+			d.Mode, d.Target, d.Expect, d.Counts, d.Pods, d.PGoodness, d.PUniform, d.PIndepend, d.Verdict)
 	}
 	fmt.Fprintf(&b, "\n| mode | draws in stream | failed | slower than 1 s | during pod delete | during rollout restart |\n|---|---:|---:|---:|---|---|\n")
 	for _, s := range r.Streams {
