@@ -23,6 +23,11 @@
 // default limit). Everything goes to 127.0.0.1; every process started is
 // stopped on exit. It exits 1 when a target is missed: a draw failed outside
 // a window, a recovery over 5 s, or descriptors or RSS not back.
+//
+// The original lock-up, a burst of 5,000 connections at the default
+// descriptor limit, is
+//
+//	go run ./bench/soak -nofile 0 -burst 5000
 package main
 
 import (

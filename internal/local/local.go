@@ -15,7 +15,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,11 +94,9 @@ type System struct {
 	next  int
 	conns map[net.Conn]struct{}
 
-	slots                 chan struct{} // one per open front connection
-	afterBurst            atomic.Bool   // set at burstConns open, cleared once idle
-	lastRelease           atomic.Int64  // UnixNano of the last scheduled release
-	releaseTimer          *time.Timer   // runs freeMemory releaseDelay after a burst
-	refusedLog, dialedLog throttle      // warnings under a flood
+	slots                 chan struct{}        // one per open front connection
+	release               *server.BurstRelease // hands a burst's memory back after it
+	refusedLog, dialedLog throttle             // warnings under a flood
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -130,16 +127,15 @@ func Start(cfg Config) (*System, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &System{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		conns: make(map[net.Conn]struct{}),
-		slots: make(chan struct{}, maxConns),
-		// Armed by release after a burst.
-		releaseTimer: time.AfterFunc(time.Duration(math.MaxInt64), freeMemory),
-		ctx:          ctx,
-		cancel:       cancel,
-		errs:         make(chan error, cfg.Replicas.Total()),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		conns:   make(map[net.Conn]struct{}),
+		slots:   make(chan struct{}, maxConns),
+		release: server.NewBurstRelease(),
+		ctx:     ctx,
+		cancel:  cancel,
+		errs:    make(chan error, cfg.Replicas.Total()),
 	}
 	if err := s.startReplicas(); err != nil {
 		s.Close()
@@ -336,9 +332,7 @@ func (s *System) accept() {
 		}
 		select {
 		case s.slots <- struct{}{}:
-			if len(s.slots) >= burstConns {
-				s.afterBurst.Store(true)
-			}
+			s.release.Opened()
 		default:
 			c.Close()
 			if n, ok := s.refusedLog.allow(); ok {
@@ -350,46 +344,13 @@ func (s *System) accept() {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer s.release()
+			defer func() {
+				<-s.slots
+				s.release.Closed()
+			}()
 			s.splice(c, r)
 		}()
 	}
-}
-
-// burstConns open front connections make a burst; releaseDelay after they
-// are all gone, the memory they took is handed back to the system, rather
-// than when the runtime's periodic collection and scavenger get to it
-// minutes later; at most once per releaseEvery. The delay lets the replicas
-// end what they keep for idle connections (fasthttp's idle workers live
-// 10 s).
-const (
-	burstConns   = 64
-	releaseDelay = 15 * time.Second
-	releaseEvery = 30 * time.Second
-)
-
-// release frees a slot and, if it was the last one after a burst,
-// schedules freeMemory.
-func (s *System) release() {
-	<-s.slots
-	if len(s.slots) > 0 || !s.afterBurst.Load() {
-		return
-	}
-	last := s.lastRelease.Load()
-	now := time.Now().UnixNano()
-	if time.Duration(now-last) < releaseEvery || !s.lastRelease.CompareAndSwap(last, now) {
-		return
-	}
-	s.afterBurst.Store(false)
-	s.releaseTimer.Reset(releaseDelay)
-}
-
-// freeMemory collects and returns free memory to the system, twice: the
-// first collection only moves what the replicas' pools hold (sync.Pool) to
-// their victim caches; the second frees it.
-func freeMemory() {
-	debug.FreeOSMemory()
-	debug.FreeOSMemory()
 }
 
 // track registers conns so that Close can cut them; it refuses once
@@ -565,7 +526,7 @@ func (s *System) Close() error {
 			s.front.Close()
 		}
 		s.wg.Wait()
-		s.releaseTimer.Stop()
+		s.release.Stop()
 		s.replicaW.Wait()
 		close(s.errs)
 		for err := range s.errs {

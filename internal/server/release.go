@@ -1,0 +1,67 @@
+package server
+
+import (
+	"math"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+)
+
+// burstConns open connections make a burst; releaseDelay after they are all
+// gone, the memory they took is handed back to the system, at most once per
+// releaseEvery. Left to itself an idle Go process keeps it: measured after
+// the soak's battery, neither serve nor local came back within 4 MiB of
+// their baseline in 10 minutes of the runtime's periodic collections and
+// scavenger. The delay lets fasthttp end its idle workers (they live 10 s).
+const (
+	burstConns   = 64
+	releaseDelay = 15 * time.Second
+	releaseEvery = 30 * time.Second
+)
+
+// A BurstRelease counts a listener's open connections and, once the last
+// connection of a burst has closed, schedules freeMemory.
+type BurstRelease struct {
+	open        atomic.Int64
+	afterBurst  atomic.Bool  // set at burstConns open, cleared once scheduled
+	lastRelease atomic.Int64 // UnixNano of the last scheduled release
+	timer       *time.Timer
+}
+
+// NewBurstRelease returns a BurstRelease with nothing scheduled; Stop ends it.
+func NewBurstRelease() *BurstRelease {
+	return &BurstRelease{timer: time.AfterFunc(time.Duration(math.MaxInt64), freeMemory)}
+}
+
+// Opened counts a new connection.
+func (b *BurstRelease) Opened() {
+	if b.open.Add(1) >= burstConns {
+		b.afterBurst.Store(true)
+	}
+}
+
+// Closed counts a closed connection and, if it was the last one after a
+// burst, schedules the release.
+func (b *BurstRelease) Closed() {
+	if b.open.Add(-1) > 0 || !b.afterBurst.Load() {
+		return
+	}
+	last := b.lastRelease.Load()
+	now := time.Now().UnixNano()
+	if time.Duration(now-last) < releaseEvery || !b.lastRelease.CompareAndSwap(last, now) {
+		return
+	}
+	b.afterBurst.Store(false)
+	b.timer.Reset(releaseDelay)
+}
+
+// Stop cancels a scheduled release.
+func (b *BurstRelease) Stop() { b.timer.Stop() }
+
+// freeMemory collects and returns free memory to the system, twice: the
+// first collection only moves what sync.Pool holds to its victim cache; the
+// second frees it.
+func freeMemory() {
+	debug.FreeOSMemory()
+	debug.FreeOSMemory()
+}
