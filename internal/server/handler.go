@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -112,8 +113,6 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	if s.cfg.KeepAlive && !s.draining.Load() {
 		// Only a draw keeps a persistent connection open.
 		h.ResetConnectionClose()
-	} else {
-		corkUntilClose(ctx.Conn())
 	}
 	// The body is set for HEAD too, so that Content-Length is the page's;
 	// fasthttp sends no body in answer to HEAD.
@@ -146,7 +145,6 @@ func (s *Server) serveMetrics(ctx *fasthttp.RequestCtx) {
 		h.SetCanonical(hdrVary, valVaryMetrics)
 		h.SetCanonical(hdrCacheControl, valNoStore)
 		h.SetCanonical(hdrNosniff, valNosniff)
-		corkUntilClose(ctx.Conn())
 	}
 }
 
@@ -162,7 +160,7 @@ func (s *Server) begin(ctx *fasthttp.RequestCtx) bool {
 		// Answer in the request's version; fasthttp always says 1.1.
 		ctx.Response.Header.SetProtocol(protoHTTP10)
 	default:
-		s.warnf(ctx, "unsupported HTTP version")
+		s.warnf(ctx.RemoteAddr(), "unsupported HTTP version")
 		plain(ctx, http.StatusHTTPVersionNotSupported, msgVersion)
 		return false
 	}
@@ -224,7 +222,6 @@ func decodedPath(raw []byte) (string, bool) {
 // Callers never pass request input unescaped.
 func plain(ctx *fasthttp.RequestCtx, status int, msg string) {
 	ctx.SetConnectionClose()
-	corkUntilClose(ctx.Conn())
 	ctx.SetStatusCode(status)
 	h := &ctx.Response.Header
 	h.SetContentTypeBytes(valPlain)
@@ -235,24 +232,25 @@ func plain(ctx *fasthttp.RequestCtx, status int, msg string) {
 
 // malformed answers 400 to a request the server will not read further.
 func (s *Server) malformed(ctx *fasthttp.RequestCtx, kind string) {
-	s.warnf(ctx, kind)
+	s.warnf(ctx.RemoteAddr(), kind)
 	plain(ctx, http.StatusBadRequest, msgMalformed)
 }
 
 // requestError answers a request fasthttp could not read; fasthttp then
 // closes the connection.
 func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
+	setCork(ctx.Conn(), false) // the request stays unread
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error
 	switch {
 	case errors.As(err, &small):
-		s.warnf(ctx, "header too large")
+		s.warnf(ctx.RemoteAddr(), "header too large")
 		plain(ctx, http.StatusRequestHeaderFieldsTooLarge, "request header too large; the limit is "+strconv.Itoa(MaxHeaderBytes)+" bytes\n")
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		s.warnf(ctx, "body too large")
+		s.warnf(ctx.RemoteAddr(), "body too large")
 		plain(ctx, http.StatusRequestEntityTooLarge, "request body too large\n")
 	case errors.As(err, &netErr) && netErr.Timeout():
-		s.warnf(ctx, "timeout")
+		s.warnf(ctx.RemoteAddr(), "timeout")
 		plain(ctx, http.StatusRequestTimeout, "request timeout\n")
 	default:
 		s.malformed(ctx, "unparsable request")
@@ -284,12 +282,12 @@ func (l *warnLimiter) allow(now time.Time) (ok bool, suppressed int) {
 
 // warnf logs a refused request: the client's address and the kind of
 // fault, never the request's bytes, at most once per warnInterval.
-func (s *Server) warnf(ctx *fasthttp.RequestCtx, kind string) {
-	if !s.log.Enabled(ctx, slog.LevelWarn) {
+func (s *Server) warnf(remote net.Addr, kind string) {
+	if !s.log.Enabled(context.Background(), slog.LevelWarn) {
 		return
 	}
 	if ok, suppressed := s.warn.allow(time.Now()); ok {
-		s.log.Warn("request refused", "kind", kind, "remote", ctx.RemoteAddr().String(), "suppressed", suppressed)
+		s.log.Warn("request refused", "kind", kind, "remote", remote.String(), "suppressed", suppressed)
 	}
 }
 

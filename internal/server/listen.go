@@ -3,8 +3,13 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strconv"
+	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Listen opens the TCP listener a replica serves on. Accepted connections
@@ -36,3 +41,43 @@ func CheckAddr(addr string) error {
 	}
 	return nil
 }
+
+// boundedListener holds a port to max open connections and refuses the
+// next ones itself with a 503, sent uncorked: fasthttp's own refusal would
+// send it corked, and lose it.
+type boundedListener struct {
+	net.Listener
+	s    *Server
+	max  int64
+	open atomic.Int64
+}
+
+func (l *boundedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.open.Add(1) <= l.max {
+			return c, nil
+		}
+		l.open.Add(-1)
+		l.s.warnf(c.RemoteAddr(), "too many connections")
+		setCork(c, false) // the request stays unread
+		io.WriteString(c, refusal)
+		c.Close()
+	}
+}
+
+// connState is the engine's ConnState hook: a closed connection frees its place.
+func (l *boundedListener) connState(_ net.Conn, state fasthttp.ConnState) {
+	if state == fasthttp.StateClosed {
+		l.open.Add(-1)
+	}
+}
+
+const msgTooMany = "too many connections; try again\n"
+
+var refusal = "HTTP/1.1 503 " + http.StatusText(http.StatusServiceUnavailable) + "\r\n" +
+	"Connection: close\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n" +
+	"X-Content-Type-Options: nosniff\r\nContent-Length: " + strconv.Itoa(len(msgTooMany)) + "\r\n\r\n" + msgTooMany

@@ -156,10 +156,15 @@ func (s *Server) BeginShutdown() { s.draining.Store(true) }
 // in-flight requests get up to the shutdown timeout. A clean stop returns
 // nil. Run closes both listeners.
 func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
-	servers := []*fasthttp.Server{s.engine(s.serve, s.cfg.MaxConns)}
+	// Every answer on a listener corked here closes its connection.
+	if !s.cfg.KeepAlive {
+		setCork(ln, true)
+	}
+	servers := []*fasthttp.Server{s.engine(s.serve, &ln, s.cfg.MaxConns)}
 	listeners := []net.Listener{ln}
 	if metrics != nil {
-		servers = append(servers, s.engine(s.serveMetrics, metricsMaxConns))
+		setCork(metrics, true)
+		servers = append(servers, s.engine(s.serveMetrics, &metrics, metricsMaxConns))
 		listeners = append(listeners, metrics)
 	}
 	served := make(chan error, len(servers))
@@ -211,13 +216,19 @@ func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
 	return nil
 }
 
-// engine returns a fasthttp server with every limit set. ReadBufferSize is
-// also fasthttp's limit on the request line and headers.
-func (s *Server) engine(handler fasthttp.RequestHandler, maxConns int) *fasthttp.Server {
+// engine returns a fasthttp server with every limit set, and bounds *ln to
+// maxConns connections. ReadBufferSize is also fasthttp's limit on the
+// request line and headers.
+func (s *Server) engine(handler fasthttp.RequestHandler, ln *net.Listener, maxConns int) *fasthttp.Server {
+	bounded := &boundedListener{Listener: *ln, s: s, max: int64(maxConns)}
+	*ln = bounded
 	return &fasthttp.Server{
-		Handler:                      handler,
-		ErrorHandler:                 s.requestError,
-		Concurrency:                  maxConns,
+		Handler:      handler,
+		ErrorHandler: s.requestError,
+		ConnState:    bounded.connState,
+		// A backstop above the listener's bound: a worker frees its place
+		// a moment after its connection has closed.
+		Concurrency:                  2 * maxConns,
 		ReadTimeout:                  ReadTimeout,
 		WriteTimeout:                 WriteTimeout,
 		IdleTimeout:                  IdleTimeout,

@@ -27,6 +27,7 @@ type running struct {
 	addr       string // host:port of the public port
 	url        string // http://host:port
 	metricsURL string // http://host:port of the metrics port
+	ln, mln    net.Listener
 	stop       func() error
 }
 
@@ -47,7 +48,7 @@ func start(t testing.TB, s *Server) *running {
 	go func() { done <- s.Run(ctx, ln, mln) }()
 	var once sync.Once
 	var result error
-	r := &running{Server: s, addr: ln.Addr().String(), url: "http://" + ln.Addr().String(), metricsURL: "http://" + mln.Addr().String()}
+	r := &running{Server: s, addr: ln.Addr().String(), url: "http://" + ln.Addr().String(), metricsURL: "http://" + mln.Addr().String(), ln: ln, mln: mln}
 	r.stop = func() error {
 		once.Do(func() {
 			cancel()

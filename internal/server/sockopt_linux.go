@@ -20,23 +20,31 @@ func deferAccept(_, _ string, c syscall.RawConn) error {
 	})
 }
 
-// corkUntilClose holds a connection's output until it is closed, so that
-// the response and the FIN leave in one segment instead of two: what
-// nginx's tcp_nopush does for a response it closes after. Only for
-// connections that close after this response; Linux flushes corked data
-// after 200 ms at the latest anyway.
-func corkUntilClose(c net.Conn) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
+// setCork sets or clears TCP_CORK on a TCP socket, listening or connected;
+// anything else is left alone. Run corks a listener whose every answer
+// closes its connection, and accepted sockets inherit it: output is held
+// until the close, so the answer and the FIN leave in one segment (what
+// nginx's tcp_nopush does for an answer it closes after) without a system
+// call per draw. Linux flushes corked data after 200 ms at the latest. A
+// close with the request unread resets the connection and drops what is
+// held, so such an answer is sent uncorked. An error leaves the socket as
+// it was: one segment more or fewer, no harm.
+func setCork(sock any, on bool) {
+	switch sock.(type) {
+	case *net.TCPListener, *net.TCPConn:
+	default:
 		return
 	}
-	rc, err := sc.SyscallConn()
+	rc, err := sock.(syscall.Conn).SyscallConn()
 	if err != nil {
 		return
 	}
+	v := 0
+	if on {
+		v = 1
+	}
 	rc.Control(func(fd uintptr) {
-		// An error leaves the connection uncorked: one more segment, no harm.
-		syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CORK, 1)
+		syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CORK, v)
 	})
 }
 
