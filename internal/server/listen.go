@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strconv"
 	"sync/atomic"
 
@@ -42,9 +41,9 @@ func CheckAddr(addr string) error {
 	return nil
 }
 
-// boundedListener holds a port to max open connections and refuses the
-// next ones itself with a 503, sent uncorked: fasthttp's own refusal would
-// send it corked, and lose it.
+// boundedListener holds a port to max open connections and answers the
+// next ones itself with a 503, uncorked: fasthttp's own refusal would send
+// it corked, and the close with the request unread would drop it.
 type boundedListener struct {
 	net.Listener
 	s    *Server
@@ -55,15 +54,12 @@ type boundedListener struct {
 func (l *boundedListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		if l.open.Add(1) <= l.max {
-			return c, nil
+		if err != nil || l.open.Add(1) <= l.max {
+			return c, err
 		}
 		l.open.Add(-1)
 		l.s.warnf(c.RemoteAddr(), "too many connections")
-		setCork(c, false) // the request stays unread
+		setCork(c, false)
 		io.WriteString(c, refusal)
 		c.Close()
 	}
@@ -78,6 +74,5 @@ func (l *boundedListener) connState(_ net.Conn, state fasthttp.ConnState) {
 
 const msgTooMany = "too many connections; try again\n"
 
-var refusal = "HTTP/1.1 503 " + http.StatusText(http.StatusServiceUnavailable) + "\r\n" +
-	"Connection: close\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n" +
-	"X-Content-Type-Options: nosniff\r\nContent-Length: " + strconv.Itoa(len(msgTooMany)) + "\r\n\r\n" + msgTooMany
+var refusal = fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+	"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nContent-Length: %d\r\n\r\n%s", len(msgTooMany), msgTooMany)

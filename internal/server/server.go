@@ -14,6 +14,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -98,7 +99,10 @@ type Server struct {
 	metrics  fasthttp.RequestHandler
 	pages    [numFormats]page
 	draining atomic.Bool
-	warn     warnLimiter
+
+	warnMu     sync.Mutex // guards the refusal warnings' rate limit
+	nextWarn   time.Time
+	suppressed int
 }
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process
@@ -136,14 +140,15 @@ func New(cfg Config) *Server {
 		Help: "Fortunes drawn (GET responses carrying a fortune), by fortune.",
 	}, []string{"fortune"})
 	registerer.MustRegister(draws)
-
-	s := &Server{cfg: cfg, log: cfg.Logger}
-	s.draws = draws.WithLabelValues(cfg.Fortune.ID)
-	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-	}))
-	s.pages = renderPages(cfg)
-	return s
+	return &Server{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		draws: draws.WithLabelValues(cfg.Fortune.ID),
+		metrics: fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		})),
+		pages: renderPages(cfg),
+	}
 }
 
 // BeginShutdown makes readiness fail, so that Kubernetes takes the pod out
@@ -156,26 +161,26 @@ func (s *Server) BeginShutdown() { s.draining.Store(true) }
 // in-flight requests get up to the shutdown timeout. A clean stop returns
 // nil. Run closes both listeners.
 func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
-	// Every answer on a listener corked here closes its connection.
+	// A listener is corked where every answer closes its connection.
 	if !s.cfg.KeepAlive {
 		setCork(ln, true)
 	}
-	servers := []*fasthttp.Server{s.engine(s.serve, &ln, s.cfg.MaxConns)}
-	listeners := []net.Listener{ln}
+	ports := []port{s.port(s.serve, ln, s.cfg.MaxConns)}
+	metricsAddr := ""
 	if metrics != nil {
 		setCork(metrics, true)
-		servers = append(servers, s.engine(s.serveMetrics, &metrics, metricsMaxConns))
-		listeners = append(listeners, metrics)
+		ports = append(ports, s.port(s.serveMetrics, metrics, metricsMaxConns))
+		metricsAddr = metrics.Addr().String()
 	}
-	served := make(chan error, len(servers))
-	for i, srv := range servers {
-		go func() { served <- srv.Serve(listeners[i]) }()
+	served := make(chan error, len(ports))
+	for _, p := range ports {
+		go func() { served <- p.srv.Serve(p.ln) }()
 	}
 	s.log.Info("serving", "fortune", s.cfg.Fortune.ID, "pod", s.cfg.Pod, "addr", ln.Addr().String(),
-		"metrics_addr", addrOf(metrics), "keep_alive", s.cfg.KeepAlive, "max_conns", s.cfg.MaxConns)
+		"metrics_addr", metricsAddr, "keep_alive", s.cfg.KeepAlive, "max_conns", s.cfg.MaxConns)
 
 	var err error
-	running := len(servers)
+	running := len(ports)
 	select {
 	case err = <-served:
 		// A listener failed on its own: stop the other one, nothing to drain.
@@ -188,19 +193,17 @@ func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
 		// handler checks draining).
 		s.BeginShutdown()
 		s.log.Info("shutdown begun; readiness fails while draining", "drain", s.cfg.Drain.String())
-		if s.cfg.Drain > 0 {
-			time.Sleep(s.cfg.Drain)
-		}
+		time.Sleep(s.cfg.Drain)
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	for i, srv := range servers {
-		if e := srv.ShutdownWithContext(shutdownCtx); e != nil && err == nil {
+	for _, p := range ports {
+		if e := p.srv.ShutdownWithContext(shutdownCtx); e != nil && err == nil {
 			err = e
 		}
 		// fasthttp's Shutdown closes only a listener Serve has already
 		// taken up; one it has not must not stay open.
-		listeners[i].Close()
+		p.ln.Close()
 	}
 	for ; running > 0; running-- {
 		// A listener closed above, before Serve took it up, is a clean stop.
@@ -216,19 +219,21 @@ func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
 	return nil
 }
 
-// engine returns a fasthttp server with every limit set, and bounds *ln to
-// maxConns connections. ReadBufferSize is also fasthttp's limit on the
-// request line and headers.
-func (s *Server) engine(handler fasthttp.RequestHandler, ln *net.Listener, maxConns int) *fasthttp.Server {
-	bounded := &boundedListener{Listener: *ln, s: s, max: int64(maxConns)}
-	*ln = bounded
-	return &fasthttp.Server{
-		Handler:      handler,
-		ErrorHandler: s.requestError,
-		ConnState:    bounded.connState,
-		// A backstop above the listener's bound: a worker frees its place
-		// a moment after its connection has closed.
-		Concurrency:                  2 * maxConns,
+// A port is one listener and the engine that serves it.
+type port struct {
+	srv *fasthttp.Server
+	ln  *boundedListener
+}
+
+// port returns an engine with every limit set for ln, held to maxConns
+// connections. ReadBufferSize is also fasthttp's limit on the request line
+// and headers.
+func (s *Server) port(handler fasthttp.RequestHandler, ln net.Listener, maxConns int) port {
+	bounded := &boundedListener{Listener: ln, s: s, max: int64(maxConns)}
+	return port{ln: bounded, srv: &fasthttp.Server{
+		Handler:                      handler,
+		ErrorHandler:                 s.requestError,
+		ConnState:                    bounded.connState,
 		ReadTimeout:                  ReadTimeout,
 		WriteTimeout:                 WriteTimeout,
 		IdleTimeout:                  IdleTimeout,
@@ -240,12 +245,5 @@ func (s *Server) engine(handler fasthttp.RequestHandler, ln *net.Listener, maxCo
 		CloseOnShutdown:              true,
 		SecureErrorLogMessage:        true,
 		Logger:                       engineLogger{s},
-	}
-}
-
-func addrOf(ln net.Listener) string {
-	if ln == nil {
-		return ""
-	}
-	return ln.Addr().String()
+	}}
 }
