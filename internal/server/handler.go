@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,9 +56,8 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 
 // draw answers with the pre-rendered page in the format asked for.
 func (s *Server) draw(ctx *fasthttp.RequestCtx) {
-	f, status, msg := chooseFormat(ctx)
-	if status != http.StatusOK {
-		plain(ctx, status, msg)
+	f, ok := chooseFormat(ctx)
+	if !ok {
 		return
 	}
 	p := &s.pages[f]
@@ -75,7 +73,7 @@ func (s *Server) draw(ctx *fasthttp.RequestCtx) {
 		s.draws.Inc()
 	}
 	if s.log.Enabled(ctx, slog.LevelDebug) { // RemoteAddr().String() allocates
-		s.log.Debug("draw", "fortune", s.cfg.Fortune.ID, "format", formatNames[f], "method", string(ctx.Method()), "remote", ctx.RemoteAddr().String())
+		s.log.Debug("draw", "fortune", s.cfg.Fortune.ID, "format", formats[f].name, "method", string(ctx.Method()), "remote", ctx.RemoteAddr().String())
 	}
 }
 
@@ -95,23 +93,19 @@ func (s *Server) serveMetrics(ctx *fasthttp.RequestCtx) {
 // otherwise.
 func (s *Server) begin(ctx *fasthttp.RequestCtx, paths ...string) (string, bool) {
 	ctx.SetConnectionClose()
-	switch proto := ctx.Request.Header.Protocol(); {
-	case string(proto) == "HTTP/1.1":
-	case string(proto) == "HTTP/1.0":
+	proto := ctx.Request.Header.Protocol()
+	if string(proto) == "HTTP/1.0" {
 		ctx.Response.Header.SetProtocol(proto) // fasthttp would say 1.1
-	default:
-		s.warnf(ctx.RemoteAddr(), "unsupported HTTP version")
-		plain(ctx, http.StatusHTTPVersionNotSupported, "HTTP version not supported; use HTTP/1.1 or HTTP/1.0\n")
-		return "", false
 	}
-	if kind := badHeaderLines(ctx.Request.Header.RawHeaders()); kind != "" {
-		s.malformed(ctx, kind)
-		return "", false
-	}
+	fault := badHeaderLines(ctx.Request.Header.RawHeaders())
 	path, ok := decodedPath(ctx.URI().PathOriginal())
 	switch {
+	case string(proto) != "HTTP/1.1" && string(proto) != "HTTP/1.0":
+		s.refuse(ctx, http.StatusHTTPVersionNotSupported, "unsupported HTTP version", "HTTP version not supported; use HTTP/1.1 or HTTP/1.0\n")
+	case fault != "":
+		s.refuse(ctx, http.StatusBadRequest, fault, msgMalformed)
 	case !ok:
-		s.malformed(ctx, "bad path encoding")
+		s.refuse(ctx, http.StatusBadRequest, "bad path encoding", msgMalformed)
 	case !slices.Contains(paths, path):
 		plain(ctx, http.StatusNotFound, "404 page not found\n")
 	case !ctx.IsGet() && !ctx.IsHead():
@@ -168,11 +162,8 @@ func plain(ctx *fasthttp.RequestCtx, status int, msg string) {
 	ctx.Response.SetBodyString(msg)
 }
 
-// malformed answers 400 to a request the server will not read further.
-func (s *Server) malformed(ctx *fasthttp.RequestCtx, kind string) {
-	s.warnf(ctx.RemoteAddr(), kind)
-	plain(ctx, http.StatusBadRequest, "malformed request\n")
-}
+// msgMalformed answers a request the server will not read further.
+const msgMalformed = "malformed request\n"
 
 // requestError answers a request fasthttp could not read; fasthttp then
 // closes the connection.
@@ -182,41 +173,35 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	var netErr net.Error
 	switch {
 	case errors.As(err, &small):
-		s.warnf(ctx.RemoteAddr(), "header too large")
-		plain(ctx, http.StatusRequestHeaderFieldsTooLarge, "request header too large; the limit is "+strconv.Itoa(MaxHeaderBytes)+" bytes\n")
+		s.refuse(ctx, http.StatusRequestHeaderFieldsTooLarge, "header too large", "request header too large; the limit is "+strconv.Itoa(MaxHeaderBytes)+" bytes\n")
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		s.warnf(ctx.RemoteAddr(), "body too large")
-		plain(ctx, http.StatusRequestEntityTooLarge, "request body too large\n")
+		s.refuse(ctx, http.StatusRequestEntityTooLarge, "body too large", "request body too large\n")
 	case errors.As(err, &netErr) && netErr.Timeout():
-		s.warnf(ctx.RemoteAddr(), "timeout")
-		plain(ctx, http.StatusRequestTimeout, "request timeout\n")
+		s.refuse(ctx, http.StatusRequestTimeout, "timeout", "request timeout\n")
 	default:
-		s.malformed(ctx, "unparsable request")
+		s.refuse(ctx, http.StatusBadRequest, "unparsable request", msgMalformed)
 	}
+}
+
+// refuse answers a request the server will not serve and warns of it.
+func (s *Server) refuse(ctx *fasthttp.RequestCtx, status int, kind, msg string) {
+	s.warnf(ctx.RemoteAddr(), kind)
+	plain(ctx, status, msg)
 }
 
 // warnInterval is the least time between two refusal warnings; the ones
 // in between are counted and the count goes with the next.
 const warnInterval = time.Second
 
-// warnf logs a refused request: the client's address and the kind of
-// fault, never the request's bytes, at most once per warnInterval.
+// warnf logs a refusal: the client's address and the kind of fault, never
+// the request's bytes, at most once per warnInterval.
 func (s *Server) warnf(remote net.Addr, kind string) {
-	if !s.log.Enabled(context.Background(), slog.LevelWarn) {
+	now, next := time.Now().UnixNano(), s.nextWarn.Load()
+	if now < next || !s.nextWarn.CompareAndSwap(next, now+int64(warnInterval)) {
+		s.suppressed.Add(1)
 		return
 	}
-	s.warnMu.Lock()
-	now, suppressed := time.Now(), s.suppressed
-	allowed := !now.Before(s.nextWarn)
-	if allowed {
-		s.nextWarn, s.suppressed = now.Add(warnInterval), 0
-	} else {
-		s.suppressed++
-	}
-	s.warnMu.Unlock()
-	if allowed {
-		s.log.Warn("request refused", "kind", kind, "remote", remote.String(), "suppressed", suppressed)
-	}
+	s.log.Warn("request refused", "kind", kind, "remote", remote.String(), "suppressed", s.suppressed.Swap(0))
 }
 
 // engineLogger receives fasthttp's own log lines. Its per-connection error

@@ -19,42 +19,41 @@ const (
 	numFormats
 )
 
-var formatNames = [numFormats]string{"html", "json", "text"}
-
-// offers are the media types of the formats, in the server's order of
-// preference when the client likes several equally.
-var offers = [numFormats]struct{ typ, sub []byte }{
-	formatHTML: {[]byte("text"), []byte("html")},
-	formatJSON: {[]byte("application"), []byte("json")},
-	formatText: {[]byte("text"), []byte("plain")},
+// formats name the renderings and their media types, in the server's order
+// of preference when the client likes several equally.
+var formats = [numFormats]struct {
+	name     string
+	typ, sub []byte
+}{
+	formatHTML: {"html", []byte("text"), []byte("html")},
+	formatJSON: {"json", []byte("application"), []byte("json")},
+	formatText: {"text", []byte("text"), []byte("plain")},
 }
 
-// maxReflected bounds how much of an unknown format value an error repeats.
-const maxReflected = 32
-
-// chooseFormat picks the response format: the first ?format= wins over
-// Accept. It returns 200 or an error status and a message safe to send as
-// text.
-func chooseFormat(ctx *fasthttp.RequestCtx) (format, int, string) {
+// chooseFormat picks the draw's format: the first ?format= wins over
+// Accept. false means that it has answered with an error.
+func chooseFormat(ctx *fasthttp.RequestCtx) (format, bool) {
 	if args := ctx.QueryArgs(); args.Has("format") {
 		value := args.Peek("format")
-		for f, name := range formatNames {
-			if string(value) == name {
-				return format(f), http.StatusOK, ""
+		for f := range formats {
+			if string(value) == formats[f].name {
+				return format(f), true
 			}
 		}
-		// Repeated the way it would appear in a URL: no markup survives.
+		// Repeated the way it would appear in a URL, and at most 32 bytes
+		// of it: no markup survives.
 		shown := url.QueryEscape(string(value))
-		if len(shown) > maxReflected {
-			shown = shown[:maxReflected] + "..."
+		if len(shown) > 32 {
+			shown = shown[:32] + "..."
 		}
-		return 0, http.StatusBadRequest, "unknown format " + strconv.Quote(shown) + "; want ?format=html, json or text\n"
+		plain(ctx, http.StatusBadRequest, "unknown format "+strconv.Quote(shown)+"; want ?format=html, json or text\n")
+		return 0, false
 	}
 	f, ok := negotiate(ctx.Request.Header.PeekAll("Accept"))
 	if !ok {
-		return 0, http.StatusNotAcceptable, "none of text/html, application/json or text/plain is acceptable; try ?format=html, json or text\n"
+		plain(ctx, http.StatusNotAcceptable, "none of text/html, application/json or text/plain is acceptable; try ?format=html, json or text\n")
 	}
-	return f, http.StatusOK, ""
+	return f, ok
 }
 
 // negotiate reads Accept header lines (RFC 9110 §12.5.1): for each format
@@ -79,7 +78,7 @@ func negotiate(lines [][]byte) (format, bool) {
 			if !ok {
 				continue
 			}
-			for f, o := range offers {
+			for f, o := range formats {
 				s := specificity(typ, sub, o.typ, o.sub)
 				if s > spec[f] || (s == spec[f] && s > 0 && rangeQ > q[f]) {
 					q[f], spec[f] = rangeQ, s
@@ -91,7 +90,7 @@ func negotiate(lines [][]byte) (format, bool) {
 		return formatHTML, true
 	}
 	best := -1
-	for f := range offers {
+	for f := range formats {
 		if spec[f] > 0 && q[f] > 0 && (best < 0 || q[f] > q[best] || (q[f] == q[best] && spec[f] > spec[best])) {
 			best = f
 		}

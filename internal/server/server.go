@@ -1,12 +1,9 @@
 // Package server is one fortune replica: what runs in each pod. It serves a
 // single fortune as HTML, JSON or text and the health and readiness probes
 // on one port, Prometheus metrics on another, and shuts down in the order
-// Kubernetes needs.
-//
-// Every draw response is rendered once, in New; a draw costs a path switch,
-// an Accept scan, a few header writes, one write and an atomic add. The
-// HTTP engine is fasthttp, which costs less CPU per new connection than
-// net/http (docs/decisions/0001-one-http-engine.md).
+// Kubernetes needs. Every draw response is rendered once, in New. The HTTP
+// engine is fasthttp, which costs less CPU per new connection than net/http
+// (docs/decisions/0001-one-http-engine.md).
 package server
 
 import (
@@ -14,7 +11,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -99,10 +95,9 @@ type Server struct {
 	metrics  fasthttp.RequestHandler
 	pages    [numFormats]page
 	draining atomic.Bool
-
-	warnMu     sync.Mutex // guards the refusal warnings' rate limit
-	nextWarn   time.Time
-	suppressed int
+	// The refusal warnings' rate limit: the earliest time of the next
+	// (Unix ns) and how many were left out since the last.
+	nextWarn, suppressed atomic.Int64
 }
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process
@@ -161,15 +156,11 @@ func (s *Server) BeginShutdown() { s.draining.Store(true) }
 // in-flight requests get up to the shutdown timeout. A clean stop returns
 // nil. Run closes both listeners.
 func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
-	// A listener is corked where every answer closes its connection.
-	if !s.cfg.KeepAlive {
-		setCork(ln, true)
-	}
-	ports := []port{s.port(s.serve, ln, s.cfg.MaxConns)}
+	// Every answer closes its connection, except a draw under KeepAlive.
+	ports := []port{s.port(s.serve, ln, s.cfg.MaxConns, !s.cfg.KeepAlive)}
 	metricsAddr := ""
 	if metrics != nil {
-		setCork(metrics, true)
-		ports = append(ports, s.port(s.serveMetrics, metrics, metricsMaxConns))
+		ports = append(ports, s.port(s.serveMetrics, metrics, metricsMaxConns, true))
 		metricsAddr = metrics.Addr().String()
 	}
 	served := make(chan error, len(ports))
@@ -189,9 +180,7 @@ func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
 			err = errors.New("server stopped serving by itself")
 		}
 	case <-ctx.Done():
-		// From now on every connection closes after its next answer (the
-		// handler checks draining).
-		s.BeginShutdown()
+		s.BeginShutdown() // from now on every answer closes its connection
 		s.log.Info("shutdown begun; readiness fails while draining", "drain", s.cfg.Drain.String())
 		time.Sleep(s.cfg.Drain)
 	}
@@ -226,9 +215,12 @@ type port struct {
 }
 
 // port returns an engine with every limit set for ln, held to maxConns
-// connections. ReadBufferSize is also fasthttp's limit on the request line
-// and headers.
-func (s *Server) port(handler fasthttp.RequestHandler, ln net.Listener, maxConns int) port {
+// connections and corked if every answer on it closes its connection.
+// ReadBufferSize is also fasthttp's limit on the request line and headers.
+func (s *Server) port(handler fasthttp.RequestHandler, ln net.Listener, maxConns int, closing bool) port {
+	if closing {
+		setCork(ln, true)
+	}
 	bounded := &boundedListener{Listener: ln, s: s, max: int64(maxConns)}
 	return port{ln: bounded, srv: &fasthttp.Server{
 		Handler:                      handler,
