@@ -157,9 +157,8 @@ func (p *promServer) checkScale(ctx context.Context, t *testing.T, e *env) {
 	def := fortune.DefaultReplicas()
 	scaled := fortune.DefaultReplicas()
 	scaled["great-fortune"] = 4
-	streamCtx, stop := context.WithCancel(ctx)
-	s := startStream(streamCtx, e.nodeURL, 2)
-	defer func() { stop(); s.wait() }()
+	s := startStream(ctx, e.nodeURL, 2)
+	defer s.stop()
 	time.Sleep(75 * time.Second) // a minute of history at the old odds
 	t.Cleanup(func() { e.scale(ctx, t, "great-fortune", def) })
 	if _, err := e.c.Kubectl(ctx, "-n", namespace, "scale", "deployment", "great-fortune", "--replicas=4"); err != nil {
@@ -185,8 +184,7 @@ func (p *promServer) checkScale(ctx context.Context, t *testing.T, e *env) {
 		t.Errorf("the expected share took %s to follow the scale, want at most %s", lag.Round(100*time.Millisecond), bound)
 	}
 	time.Sleep(75 * time.Second) // the observed share following it
-	stop()
-	draws := s.wait()
+	draws := s.stop()
 	if len(draws) == 0 {
 		t.Error("no draws streamed during the scale")
 	}
