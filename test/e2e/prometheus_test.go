@@ -27,6 +27,7 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/omikuji/omikuji/internal/fortune"
+	"github.com/omikuji/omikuji/test/e2e/cluster"
 )
 
 // The real-Prometheus checks. Debian's Prometheus (/usr/bin/prometheus)
@@ -254,7 +255,7 @@ func startPrometheus(ctx context.Context, t *testing.T, e *env, repo string) *pr
 		t.Fatal(err)
 	}
 
-	port, err := freeLoopbackPort()
+	port, err := cluster.FreeLoopbackPort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,15 +406,6 @@ func startDiscovery(ctx context.Context, t *testing.T, sd *kubernetes.SDConfig) 
 		metrics.Unregister()
 	})
 	return "http://" + ln.Addr().String() + "/targets"
-}
-
-func freeLoopbackPort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // query runs an instant query and returns the result's label sets and values.

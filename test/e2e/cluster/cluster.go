@@ -358,7 +358,8 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
 	return run(ctx, "kubectl", append([]string{"--kubeconfig", c.Kubeconfig()}, args...)...)
 }
 
-func freePort() (int, error) {
+// FreeLoopbackPort is a TCP port on 127.0.0.1 that was free a moment ago.
+func FreeLoopbackPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -368,11 +369,11 @@ func freePort() (int, error) {
 }
 
 func (c *Cluster) startEtcd(ctx context.Context) error {
-	client, err := freePort()
+	client, err := FreeLoopbackPort()
 	if err != nil {
 		return err
 	}
-	peer, err := freePort()
+	peer, err := FreeLoopbackPort()
 	if err != nil {
 		return err
 	}
