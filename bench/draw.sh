@@ -3,7 +3,9 @@
 # `omikuji local` (replicas behind the L4 balancer) and against a single
 # `omikuji serve` replica, at -c 1, 4 and 16, each as a ratio to wrk with
 # `Connection: close` (a new connection per request, as every draw is) on
-# the same target, measured right before it in the same run.
+# the same target, measured right before it in the same run. wrk sends the
+# auditor's Accept header, so both ask for the same answer (JSON). A draw is
+# timed as a whole process: start, drawing, statistics and report.
 #
 #   bench/draw.sh [--rounds R] [--seconds S]
 #
@@ -34,15 +36,17 @@ trap cleanup EXIT
 go build -o "$tmp/omikuji" ./cmd/omikuji
 port_local=$((20000 + RANDOM % 20000))
 port_serve=$((port_local + 1))
-"$tmp/omikuji" local --addr "127.0.0.1:$port_local" --seed 1 >"$tmp/local.log" 2>&1 &
+"$tmp/omikuji" local --addr "127.0.0.1:$port_local" --seed 1 --metrics-addr "" >"$tmp/local.log" 2>&1 &
 pids+=($!)
 "$tmp/omikuji" serve --fortune small-fortune --addr "127.0.0.1:$port_serve" --log-level warn >"$tmp/serve.log" 2>&1 &
 pids+=($!)
 for port in "$port_local" "$port_serve"; do
+  up=false
   for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && { up=true; break; }
     sleep 0.05
   done
+  $up || { echo "bench: nothing listens on 127.0.0.1:$port" >&2; cat "$tmp"/*.log >&2; exit 1; }
 done
 
 # draws_per_second URL C RATE: runs omikuji draw for about $seconds seconds
@@ -57,7 +61,7 @@ draws_per_second() {
 }
 # wrk_rate URL C
 wrk_rate() {
-  wrk -t "$(( $2 < 2 ? 1 : 2 ))" -c "$2" -d "${seconds}s" -H 'Connection: close' "$1" | awk '/Requests\/sec/ {print $2}'
+  wrk -t "$(( $2 < 2 ? 1 : 2 ))" -c "$2" -d "${seconds}s" -H 'Connection: close' -H 'Accept: application/json' "$1" | awk '/Requests\/sec/ {print $2}'
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 

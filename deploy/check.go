@@ -50,7 +50,7 @@ func Check(kit *Kit) []error {
 		checkTopologySpread,
 		checkMetricsPort,
 		checkNetworkPolicy,
-		checkPodMonitors,
+		checkServiceMonitors,
 		checkDisruptionBudgets,
 	} {
 		errs = append(errs, check(kit)...)
@@ -542,35 +542,41 @@ func checkMetricsPort(kit *Kit) []error {
 	return errs
 }
 
-// checkPodMonitors: an optional PodMonitor scrapes the fortunes' pods on
-// their metrics port at a path the shipped server answers there.
-func checkPodMonitors(kit *Kit) []error {
+// checkServiceMonitors: the optional monitoring component's ServiceMonitor
+// selects the Service, scrapes one of its ports by name (its relabeling then
+// points each target at the pod's metrics port), at a path the shipped
+// server answers on its metrics port.
+func checkServiceMonitors(kit *Kit) []error {
 	var errs []error
-	for _, m := range kit.PodMonitors {
+	for _, m := range kit.ServiceMonitors {
+		if m.Namespace != Namespace {
+			errs = append(errs, fmt.Errorf("ServiceMonitor %s: in namespace %q, want %q", m.Name, m.Namespace, Namespace))
+		}
 		sel, err := metav1.LabelSelectorAsSelector(&m.Spec.Selector)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("PodMonitor %s: %w", m.Name, err))
+			errs = append(errs, fmt.Errorf("ServiceMonitor %s: %w", m.Name, err))
 			continue
 		}
-		if m.Namespace != Namespace {
-			errs = append(errs, fmt.Errorf("PodMonitor %s: in namespace %q, want %q", m.Name, m.Namespace, Namespace))
-		}
-		for _, d := range kit.Deployments {
-			if !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
-				errs = append(errs, fmt.Errorf("PodMonitor %s: selector %s misses Deployment %s's pods", m.Name, sel, d.Name))
+		var ports []string
+		for _, s := range kit.Services {
+			if !sel.Matches(labels.Set(s.Labels)) {
+				errs = append(errs, fmt.Errorf("ServiceMonitor %s: selector %s misses Service %s", m.Name, sel, s.Name))
+			}
+			for _, p := range s.Spec.Ports {
+				ports = append(ports, p.Name)
 			}
 		}
-		if len(m.Spec.PodMetricsEndpoints) == 0 {
-			errs = append(errs, fmt.Errorf("PodMonitor %s: no podMetricsEndpoints", m.Name))
+		if len(m.Spec.Endpoints) == 0 {
+			errs = append(errs, fmt.Errorf("ServiceMonitor %s: no endpoints", m.Name))
 		}
-		for _, e := range m.Spec.PodMetricsEndpoints {
-			if e.Port != "metrics" {
-				errs = append(errs, fmt.Errorf("PodMonitor %s: port %q, want the pods' metrics port", m.Name, e.Port))
+		for _, e := range m.Spec.Endpoints {
+			if !slices.Contains(ports, e.Port) {
+				errs = append(errs, fmt.Errorf("ServiceMonitor %s: port %q is no port of the Service (%s)", m.Name, e.Port, strings.Join(ports, ", ")))
 			}
 			if code, err := MetricsStatus(e.Path); err != nil {
 				errs = append(errs, err)
 			} else if code != http.StatusOK {
-				errs = append(errs, fmt.Errorf("PodMonitor %s: the server answers GET %s on its metrics port with %d, want 200", m.Name, e.Path, code))
+				errs = append(errs, fmt.Errorf("ServiceMonitor %s: the server answers GET %s on its metrics port with %d, want 200", m.Name, e.Path, code))
 			}
 		}
 	}

@@ -29,31 +29,12 @@ type Kit struct {
 	Deployments     []appsv1.Deployment
 	Services        []corev1.Service
 	NetworkPolicies []networkingv1.NetworkPolicy
-	PodMonitors     []PodMonitor
 	// The monitoring component's Prometheus Operator objects, decoded
 	// strictly into the operator's own Go types.
 	ServiceMonitors []monitoringv1.ServiceMonitor
 	PrometheusRules []monitoringv1.PrometheusRule
 	// DisruptionBudgets are the PodDisruptionBudgets, one per fortune.
 	DisruptionBudgets []policyv1.PodDisruptionBudget
-}
-
-// PodMonitor is the part of the Prometheus Operator's monitoring.coreos.com/v1
-// PodMonitor that the podmonitor component uses: it scrapes the pods' metrics
-// port directly, which no Service exposes. Decoding is strict, so a field
-// outside this subset fails loudly rather than being dropped; widen the type
-// when the component grows.
-type PodMonitor struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata"`
-	Spec              struct {
-		Selector            metav1.LabelSelector `json:"selector"`
-		PodMetricsEndpoints []struct {
-			Port     string `json:"port"`
-			Path     string `json:"path"`
-			Interval string `json:"interval,omitempty"`
-		} `json:"podMetricsEndpoints"`
-	} `json:"spec"`
 }
 
 // Build runs kustomize on dir (a directory holding a kustomization.yaml)
@@ -116,8 +97,6 @@ func (kit *Kit) add(apiVersion, kind, name string, doc []byte) error {
 		err = decode(doc, &kit.Services)
 	case "networking.k8s.io/v1 NetworkPolicy":
 		err = decode(doc, &kit.NetworkPolicies)
-	case "monitoring.coreos.com/v1 PodMonitor":
-		err = decode(doc, &kit.PodMonitors)
 	case "monitoring.coreos.com/v1 ServiceMonitor":
 		err = decode(doc, &kit.ServiceMonitors)
 	case "monitoring.coreos.com/v1 PrometheusRule":

@@ -117,14 +117,12 @@ func TestAWSUpCanSetTheRealImage(t *testing.T) {
 	}
 }
 
-// testdata/components adds both optional Prometheus components to eks:
-// each points Prometheus at the pods' metrics port, where the shipped
-// server answers the path.
+// testdata/components adds both optional Prometheus components to eks.
+// The annotations point Prometheus at the pods' metrics port, where the
+// shipped server answers the path (Check does the same for the monitoring
+// component's ServiceMonitor).
 func TestPrometheusComponents(t *testing.T) {
 	kit := build(t, "testdata/components")
-	if len(kit.PodMonitors) != 1 {
-		t.Fatalf("%d PodMonitors, want 1", len(kit.PodMonitors))
-	}
 	for _, d := range kit.Deployments {
 		a := d.Spec.Template.Annotations
 		if a["prometheus.io/scrape"] != "true" {
@@ -228,7 +226,6 @@ func sortByName(kit *Kit) {
 	slices.SortFunc(kit.Deployments, func(a, b appsv1.Deployment) int { return byName(&a, &b) })
 	slices.SortFunc(kit.Services, func(a, b corev1.Service) int { return byName(&a, &b) })
 	slices.SortFunc(kit.NetworkPolicies, func(a, b networkingv1.NetworkPolicy) int { return byName(&a, &b) })
-	slices.SortFunc(kit.PodMonitors, func(a, b PodMonitor) int { return byName(&a, &b) })
 	slices.SortFunc(kit.DisruptionBudgets, func(a, b policyv1.PodDisruptionBudget) int { return byName(&a, &b) })
 	slices.SortFunc(kit.ServiceMonitors, func(a, b monitoringv1.ServiceMonitor) int { return byName(&a, &b) })
 	slices.SortFunc(kit.PrometheusRules, func(a, b monitoringv1.PrometheusRule) int { return byName(&a, &b) })

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,8 +10,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -23,13 +26,24 @@ import (
 type client struct {
 	o       Options
 	addr    string // host:port to dial
+	literal bool   // the host is an IP address: dialling resolves nothing
 	tls     *tls.Config
 	request []byte // the whole request, written as is each draw
 	head    bool
 	conn    net.Conn
 	limit   limitedConn
 	br      *bufio.Reader
+	body    bytes.Buffer // reused from draw to draw
+	bodyLim io.LimitedReader
+
+	// interrupt ends the draw under way on live and every later one.
+	mu      sync.Mutex
+	live    net.Conn
+	stopped bool
 }
+
+// maxKeptBody is the largest body buffer a worker keeps between draws.
+const maxKeptBody = 16 << 10
 
 func newClient(target string, o Options) (*client, error) {
 	u, err := url.Parse(target)
@@ -42,6 +56,8 @@ func newClient(target string, o Options) (*client, error) {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
 	c.addr = net.JoinHostPort(u.Hostname(), port)
+	_, err = netip.ParseAddr(u.Hostname())
+	c.literal = err == nil
 	host := u.Host
 	var b strings.Builder
 	method := o.Method
@@ -101,6 +117,40 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// interrupt stops the client for good: the draw under way fails at once
+// (its outcome is not recorded) and no later draw starts. Draw calls it when
+// the run's context is done: one callback per worker rather than one per
+// draw.
+func (c *client) interrupt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = true
+	if c.live != nil {
+		c.live.SetDeadline(time.Unix(1, 0))
+	}
+}
+
+// publish makes conn the one interrupt cuts short, after its draw's
+// deadline is set (interrupt's past deadline must come last); false if the
+// client was interrupted already.
+func (c *client) publish(conn net.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.live = conn
+	return !c.stopped
+}
+
+// A deadlineContext is ctx with a deadline but without a timer of its own:
+// net's connect enforces the deadline on the socket itself, and ctx still
+// cancels it. context.WithDeadline would cost each dial a timer and a
+// registration with ctx.
+type deadlineContext struct {
+	context.Context
+	deadline time.Time
+}
+
+func (d deadlineContext) Deadline() (time.Time, bool) { return d.deadline, true }
+
 // close drops the worker's connection, if any.
 func (c *client) close() {
 	if c.conn != nil {
@@ -124,16 +174,24 @@ func (c *client) draw(ctx context.Context) Outcome {
 func (c *client) try(ctx context.Context) Outcome {
 	deadline := time.Now().Add(c.o.Timeout)
 	if c.conn == nil {
-		dctx, cancel := context.WithDeadline(ctx, deadline)
+		// To an IP address the only step that can hang is connect, bounded
+		// by the socket's deadline; a host name's lookup needs a context
+		// that expires.
+		var dctx context.Context = deadlineContext{ctx, deadline}
+		if !c.literal {
+			var cancel context.CancelFunc
+			dctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
 		conn, err := (&net.Dialer{KeepAlive: -1}).DialContext(dctx, "tcp", c.addr) // no TCP keep-alive probes: four fewer system calls per draw
 		if err == nil && c.tls != nil {
 			tc := tls.Client(conn, c.tls)
+			conn.SetDeadline(deadline) // the handshake's bound; ctx cancels it
 			if err = tc.HandshakeContext(dctx); err != nil {
 				conn.Close()
 			}
 			conn = tc
 		}
-		cancel()
 		if err != nil {
 			return Outcome{Failure: classify(err), Err: truncate(err.Error())}
 		}
@@ -141,9 +199,6 @@ func (c *client) try(ctx context.Context) Outcome {
 		c.limit.conn = conn
 		c.br.Reset(&c.limit)
 	}
-	conn := c.conn // the callback may run after close clears c.conn
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
 	keep := false
 	defer func() {
 		if !keep || !c.o.KeepAlive {
@@ -152,6 +207,9 @@ func (c *client) try(ctx context.Context) Outcome {
 	}()
 	if err := c.conn.SetDeadline(deadline); err != nil {
 		return Outcome{Failure: FailOther, Err: truncate(err.Error())}
+	}
+	if !c.publish(c.conn) {
+		return Outcome{Failure: FailOther, Err: "interrupted"} // never recorded: the run is over
 	}
 	if _, err := c.conn.Write(c.request); err != nil {
 		return Outcome{Failure: classify(err), Err: truncate(err.Error())}
@@ -169,12 +227,17 @@ func (c *client) try(ctx context.Context) Outcome {
 		return Outcome{Failure: classify(err), Err: truncate(err.Error())}
 	}
 	// The body may take maxBody+1 bytes past what bufio already holds,
-	// plus chunk framing; more is cut by the LimitReader below.
+	// plus chunk framing; more is cut by bodyLim.
 	c.limit.n = maxBody + 1 + 16<<10
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
+	if c.body.Cap() > maxKeptBody {
+		c.body = bytes.Buffer{}
+	}
+	c.body.Reset()
+	c.bodyLim = io.LimitedReader{R: resp.Body, N: maxBody + 1}
+	if _, err := c.body.ReadFrom(&c.bodyLim); err != nil {
 		return Outcome{Failure: classify(err), Err: truncate(err.Error())}
 	}
+	body := c.body.Bytes()
 	// Reuse the connection only if the whole answer was read and the
 	// server keeps it open.
 	keep = len(body) <= maxBody && !resp.Close && c.br.Buffered() == 0

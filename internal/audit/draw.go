@@ -242,6 +242,7 @@ func Draw(ctx context.Context, o Options) (Sample, error) {
 				return // ParseURL accepted it: cannot happen
 			}
 			defer client.close()
+			defer context.AfterFunc(ctx, client.interrupt)()
 			for {
 				if pace != nil {
 					select {

@@ -290,3 +290,47 @@ func FuzzParseURL(f *testing.F) {
 		}
 	})
 }
+
+// stuckPortURL returns the URL of a port on 127.0.0.1 whose listener never
+// accepts and has a backlog of one: the first connections complete and then
+// hear nothing, later ones hang in connect (the kernel drops their SYNs).
+func stuckPortURL(t *testing.T) string {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 1); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d/", sa.(*syscall.SockaddrInet4).Port)
+}
+
+// A stop ends draws stuck in connect and draws waiting for an answer at
+// once, not at their timeout, and records none of them.
+func TestDrawStopsStuckDrawsAtOnce(t *testing.T) {
+	for _, stop := range []string{"cancel", "max-time"} {
+		url := stuckPortURL(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		o := Options{URL: url, Draws: 100, Concurrency: 8, Timeout: time.Minute}
+		if stop == "cancel" {
+			time.AfterFunc(300*time.Millisecond, cancel)
+		} else {
+			o.MaxTime = 300 * time.Millisecond
+		}
+		start := time.Now()
+		s, err := Draw(ctx, o)
+		took := time.Since(start)
+		cancel()
+		if err != nil || took > 3*time.Second || len(s.Seq) != 0 || len(s.Failures) != 0 || s.Stopped == "" {
+			t.Errorf("%s: %v after %v, %d outcomes %v, stopped %q; want nothing recorded within 3 s", stop, err, took, len(s.Seq), s.Failures, s.Stopped)
+		}
+	}
+}

@@ -2,16 +2,15 @@ package audit
 
 import (
 	"bytes"
-	"context"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/omikuji/omikuji/internal/browsertest"
 )
 
 // htmlSample is a round-robin over three backends (one of them named to
@@ -47,25 +46,11 @@ func TestHTMLIsSelfContainedAndEscaped(t *testing.T) {
 	}
 }
 
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if path, err := exec.LookPath(name); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not installed (Debian package chromium); CI must not skip the browser tests")
-	}
-	t.Skip("chromium not installed (Debian package chromium)")
-	return ""
-}
-
 // TestHTMLInABrowser renders the report in headless Chromium and checks
 // what a person sees: the verdict, the charts, every draw of the strip, the
 // hostile name shown as text, and not a single request besides the page.
 func TestHTMLInABrowser(t *testing.T) {
-	exe := chromium(t)
+	ctx := browsertest.Tab(t, 960, 1400)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "report.html")
 	var b bytes.Buffer
@@ -75,19 +60,6 @@ func TestHTMLInABrowser(t *testing.T) {
 	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(exe), chromedp.UserDataDir(t.TempDir()), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-extensions", true), chromedp.WindowSize(960, 1400),
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelTab := chromedp.NewContext(allocCtx)
-	defer cancelTab()
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-
 	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+path)); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"image/png"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,64 +14,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/omikuji/omikuji/internal/browsertest"
 )
-
-// chromium finds Debian's headless-capable Chromium. Missing, the browser
-// tests skip locally and fail in CI.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if path, err := exec.LookPath(name); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not installed (Debian package chromium); CI must not skip the browser tests")
-	}
-	t.Skip("chromium not installed (Debian package chromium); skipping the browser tests")
-	return ""
-}
-
-// browser starts a fresh headless Chromium with its own profile and
-// returns a tab.
-func browser(t *testing.T, execPath string) context.Context {
-	t.Helper()
-	profile := t.TempDir()
-	// "Preload pages" off: no speculative connections besides the page's own.
-	if err := os.MkdirAll(filepath.Join(profile, "Default"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(profile, "Default", "Preferences"), []byte(`{"net":{"network_prediction_options":2}}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(execPath),
-		chromedp.UserDataDir(profile),
-		chromedp.Headless,
-		chromedp.NoSandbox, // we run as root in CI
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.WindowSize(480, 860),
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(allocCtx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
-	t.Cleanup(func() {
-		cancelTimeout()
-		cancelTab()
-		cancelAlloc() // waits for the browser process to exit
-	})
-	if err := chromedp.Do(ctx); err != nil { // start the browser now
-		t.Fatalf("starting %s: %v", execPath, err)
-	}
-	return ctx
-}
 
 // reloadAndRead loads url in one tab, reloads it n-1 times like a person
 // pressing F5, and returns the fortune and pod shown after each load.
@@ -156,11 +100,11 @@ func distinct(xs []string) map[string]int {
 // again; with keep-alive (the original behaviour) the browser reuses its
 // connection and every reload shows the same replica's fortune.
 func TestBrowserReloadsDrawAgain(t *testing.T) {
-	execPath := chromium(t)
 	const reloads = 30
 	t.Run("connection-close", func(t *testing.T) {
+		tab := browsertest.Tab(t, 480, 860)
 		s := start(t, Config{Seed: 8})
-		fortunes, pods := reloadAndRead(t, browser(t, execPath), s.URL(), reloads)
+		fortunes, pods := reloadAndRead(t, tab, s.URL(), reloads)
 		t.Logf("fortunes %v, %d distinct pods", distinct(fortunes), len(distinct(pods)))
 		// Thirty uniform picks of ten replicas showing one fortune: at most
 		// 0.6^30 ≈ 2e-7, and the seed is fixed.
@@ -173,8 +117,9 @@ func TestBrowserReloadsDrawAgain(t *testing.T) {
 		}
 	})
 	t.Run("keep-alive", func(t *testing.T) {
+		tab := browsertest.Tab(t, 480, 860)
 		s := start(t, Config{Seed: 8, KeepAlive: true, Logger: slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-		fortunes, pods := reloadAndRead(t, browser(t, execPath), s.URL(), reloads)
+		fortunes, pods := reloadAndRead(t, tab, s.URL(), reloads)
 		// Chromium may open a fresh connection now and then (a busy machine
 		// makes it likelier), and that one draws again. So the claim is
 		// that reloads stick: the pod changes from one reload to the next
@@ -192,9 +137,8 @@ func TestBrowserReloadsDrawAgain(t *testing.T) {
 // and takes a screenshot. OMIKUJI_SCREENSHOT=path keeps a copy (that is
 // how docs/img/slip.png was made).
 func TestBrowserRendersASlip(t *testing.T) {
-	execPath := chromium(t)
+	ctx := browsertest.Tab(t, 480, 860)
 	s := start(t, Config{Replicas: map[string]int{"great-fortune": 1}, Seed: 4})
-	ctx := browser(t, execPath)
 	if err := chromedp.Do(ctx, chromedp.Navigate(s.URL())); err != nil {
 		t.Fatal(err)
 	}

@@ -8,112 +8,63 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 )
 
-// A page is a pre-rendered draw response in one format.
-type page struct {
-	body        []byte
-	contentType []byte
-	csp         []byte // Content-Security-Policy, HTML only
-}
+// A header is a name and a value as bytes, so that setting it neither
+// allocates nor re-normalises.
+type header struct{ name, value []byte }
 
-// Header names and values, as bytes so that setting them neither allocates
-// nor re-normalises.
+func hdr(name, value string) header { return header{[]byte(name), []byte(value)} }
+
 var (
-	hdrCacheControl = []byte("Cache-Control")
-	hdrVary         = []byte("Vary")
-	hdrNosniff      = []byte("X-Content-Type-Options")
-	hdrReferrer     = []byte("Referrer-Policy")
-	hdrCSP          = []byte("Content-Security-Policy")
-	hdrAllow        = []byte("Allow")
-	hdrAccept       = "Accept"
-
-	valNoStore       = []byte("no-store")
-	valVaryAccept    = []byte("Accept")
-	valVaryMetrics   = []byte("Accept, Accept-Encoding")
-	valNosniff       = []byte("nosniff")
-	valNoReferrer    = []byte("no-referrer")
-	valAllow         = []byte("GET, HEAD")
-	valPlain         = []byte("text/plain; charset=utf-8")
-	protoHTTP10      = []byte("HTTP/1.0")
-	protoHTTP11      = []byte("HTTP/1.1")
-	contentTypeHTML  = []byte("text/html; charset=utf-8")
-	contentTypeJSON  = []byte("application/json")
-	contentTypePlain = valPlain
+	noStore     = hdr("Cache-Control", "no-store")
+	nosniff     = hdr("X-Content-Type-Options", "nosniff")
+	noReferrer  = hdr("Referrer-Policy", "no-referrer")
+	varyAccept  = hdr("Vary", "Accept")
+	varyMetrics = hdr("Vary", "Accept, Accept-Encoding")
+	allow       = hdr("Allow", "GET, HEAD")
+	plainText   = hdr("Content-Type", "text/plain; charset=utf-8")
 	// The page needs nothing but its own inline style: no scripts, no
 	// external assets, no framing.
-	valPageCSP = []byte("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	pageCSP = hdr("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 )
 
-// Plain-text answers that never change.
-const (
-	msgNotFound  = "404 page not found\n"
-	msgMethod    = "method not allowed; use GET or HEAD\n"
-	msgOK        = "ok\n"
-	msgDraining  = "shutting down\n"
-	msgMalformed = "malformed request\n"
-	msgVersion   = "HTTP version not supported; use HTTP/1.1 or HTTP/1.0\n"
-)
+func set(h *fasthttp.ResponseHeader, headers ...header) {
+	for _, kv := range headers {
+		h.SetCanonical(kv.name, kv.value)
+	}
+}
 
 // serve answers the public port: the draw at "/" and the probes.
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
-	if !s.begin(ctx) {
-		return
-	}
-	path, ok := decodedPath(ctx.URI().PathOriginal())
-	switch {
+	switch path, ok := s.begin(ctx, "/", HealthPath, ReadyPath); {
 	case !ok:
-		s.malformed(ctx, "bad path encoding")
-		return
-	case path != "/" && path != HealthPath && path != ReadyPath:
-		plain(ctx, http.StatusNotFound, msgNotFound)
-		return
-	case !ctx.IsGet() && !ctx.IsHead():
-		ctx.Response.Header.SetCanonical(hdrAllow, valAllow)
-		plain(ctx, http.StatusMethodNotAllowed, msgMethod)
-		return
-	case path == HealthPath:
-		plain(ctx, http.StatusOK, msgOK)
-		return
 	case path == ReadyPath && s.draining.Load():
-		plain(ctx, http.StatusServiceUnavailable, msgDraining)
-		return
-	case path == ReadyPath:
-		plain(ctx, http.StatusOK, msgOK)
-		return
+		plain(ctx, http.StatusServiceUnavailable, "shutting down\n")
+	case path == HealthPath, path == ReadyPath:
+		plain(ctx, http.StatusOK, "ok\n")
+	default:
+		s.draw(ctx)
 	}
-	// Up to four Accept lines without allocating the slice.
-	var lines [4]string
-	accept := lines[:0]
-	for _, v := range ctx.Request.Header.PeekAll(hdrAccept) {
-		accept = append(accept, string(v))
-	}
-	f, status, msg := chooseFormat(string(ctx.URI().QueryString()), accept)
-	if status != http.StatusOK {
-		plain(ctx, status, msg)
+}
+
+// draw answers with the pre-rendered page in the format asked for.
+func (s *Server) draw(ctx *fasthttp.RequestCtx) {
+	f, ok := chooseFormat(ctx)
+	if !ok {
 		return
 	}
 	p := &s.pages[f]
-	h := &ctx.Response.Header
-	h.SetContentTypeBytes(p.contentType)
-	h.SetCanonical(hdrCacheControl, valNoStore)
-	h.SetCanonical(hdrVary, valVaryAccept)
-	h.SetCanonical(hdrNosniff, valNosniff)
-	h.SetCanonical(hdrReferrer, valNoReferrer)
-	if p.csp != nil {
-		h.SetCanonical(hdrCSP, p.csp)
-	}
+	set(&ctx.Response.Header, p.headers...)
 	if s.cfg.KeepAlive && !s.draining.Load() {
 		// Only a draw keeps a persistent connection open.
-		h.ResetConnectionClose()
-	} else {
-		corkUntilClose(ctx.Conn())
+		ctx.Response.Header.ResetConnectionClose()
 	}
 	// The body is set for HEAD too, so that Content-Length is the page's;
 	// fasthttp sends no body in answer to HEAD.
@@ -122,55 +73,48 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 		s.draws.Inc()
 	}
 	if s.log.Enabled(ctx, slog.LevelDebug) { // RemoteAddr().String() allocates
-		s.log.Debug("draw", "fortune", s.cfg.Fortune.ID, "format", formatNames[f], "method", string(ctx.Method()), "remote", ctx.RemoteAddr().String())
+		s.log.Debug("draw", "fortune", s.cfg.Fortune.ID, "format", formats[f].name, "method", string(ctx.Method()), "remote", ctx.RemoteAddr().String())
 	}
 }
 
 // serveMetrics answers the metrics port: MetricsPath only.
 func (s *Server) serveMetrics(ctx *fasthttp.RequestCtx) {
-	if !s.begin(ctx) {
-		return
-	}
-	switch path, ok := decodedPath(ctx.URI().PathOriginal()); {
-	case !ok:
-		s.malformed(ctx, "bad path encoding")
-	case path != MetricsPath:
-		plain(ctx, http.StatusNotFound, msgNotFound)
-	case !ctx.IsGet() && !ctx.IsHead():
-		ctx.Response.Header.SetCanonical(hdrAllow, valAllow)
-		plain(ctx, http.StatusMethodNotAllowed, msgMethod)
-	default:
+	if _, ok := s.begin(ctx, MetricsPath); ok {
 		s.metrics(ctx)
-		h := &ctx.Response.Header
-		h.Del("Vary") // promhttp's own, replaced by one that names both
-		h.SetCanonical(hdrVary, valVaryMetrics)
-		h.SetCanonical(hdrCacheControl, valNoStore)
-		h.SetCanonical(hdrNosniff, valNosniff)
-		corkUntilClose(ctx.Conn())
+		ctx.Response.Header.Del("Vary") // promhttp's own, replaced by one that names both
+		set(&ctx.Response.Header, varyMetrics, noStore, nosniff)
 	}
 }
 
-// begin does what every answer needs first and refuses what the engine
-// parses too leniently; false means the answer is written. Every
-// connection closes after its answer unless a draw says otherwise.
-func (s *Server) begin(ctx *fasthttp.RequestCtx) bool {
+// begin does what every answer needs first: it refuses what the engine
+// parses too leniently, a path not in paths (404) and a method other than
+// GET or HEAD (405), and returns the path; false means the answer is
+// written. Every connection closes after its answer unless a draw says
+// otherwise.
+func (s *Server) begin(ctx *fasthttp.RequestCtx, paths ...string) (string, bool) {
 	ctx.SetConnectionClose()
 	proto := ctx.Request.Header.Protocol()
+	if string(proto) == "HTTP/1.0" {
+		ctx.Response.Header.SetProtocol(proto) // fasthttp would say 1.1
+	}
+	fault := badHeaderLines(ctx.Request.Header.RawHeaders())
+	path, ok := decodedPath(ctx.URI().PathOriginal())
 	switch {
-	case bytes.Equal(proto, protoHTTP11):
-	case bytes.Equal(proto, protoHTTP10):
-		// Answer in the request's version; fasthttp always says 1.1.
-		ctx.Response.Header.SetProtocol(protoHTTP10)
+	case string(proto) != "HTTP/1.1" && string(proto) != "HTTP/1.0":
+		s.refuse(ctx, http.StatusHTTPVersionNotSupported, "unsupported HTTP version", "HTTP version not supported; use HTTP/1.1 or HTTP/1.0\n")
+	case fault != "":
+		s.refuse(ctx, http.StatusBadRequest, fault, msgMalformed)
+	case !ok:
+		s.refuse(ctx, http.StatusBadRequest, "bad path encoding", msgMalformed)
+	case !slices.Contains(paths, path):
+		plain(ctx, http.StatusNotFound, "404 page not found\n")
+	case !ctx.IsGet() && !ctx.IsHead():
+		set(&ctx.Response.Header, allow)
+		plain(ctx, http.StatusMethodNotAllowed, "method not allowed; use GET or HEAD\n")
 	default:
-		s.warnf(ctx, "unsupported HTTP version")
-		plain(ctx, http.StatusHTTPVersionNotSupported, msgVersion)
-		return false
+		return path, true
 	}
-	if kind := badHeaderLines(ctx.Request.Header.RawHeaders()); kind != "" {
-		s.malformed(ctx, kind)
-		return false
-	}
-	return true
+	return "", false
 }
 
 // badHeaderLines checks the header block as it arrived, which fasthttp
@@ -181,33 +125,22 @@ func badHeaderLines(raw []byte) string {
 	for len(raw) > 0 {
 		var line []byte
 		line, raw, _ = bytes.Cut(raw, []byte("\n"))
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if len(line) == 0 {
+		if line = bytes.TrimSuffix(line, []byte("\r")); len(line) == 0 {
 			break
 		}
 		if line[0] == ' ' || line[0] == '\t' {
 			return "obsolete line folding"
 		}
-		name, _, ok := bytes.Cut(line, []byte(":"))
-		if !ok || len(name) == 0 {
-			return "header line without a name"
-		}
-		for _, c := range name {
-			if !isTokenChar(c) {
-				return "invalid header name"
-			}
+		if name, _, ok := bytes.Cut(line, []byte(":")); !ok || len(name) == 0 || bytes.ContainsFunc(name, notToken) {
+			return "invalid header name"
 		}
 	}
 	return ""
 }
 
-// isTokenChar reports whether c may appear in an RFC 9110 token.
-func isTokenChar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+// notToken reports whether r may not appear in an RFC 9110 token.
+func notToken(r rune) bool {
+	return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r))
 }
 
 // decodedPath percent-decodes the path as sent; fasthttp's own Path() also
@@ -224,79 +157,56 @@ func decodedPath(raw []byte) (string, bool) {
 // Callers never pass request input unescaped.
 func plain(ctx *fasthttp.RequestCtx, status int, msg string) {
 	ctx.SetConnectionClose()
-	corkUntilClose(ctx.Conn())
 	ctx.SetStatusCode(status)
-	h := &ctx.Response.Header
-	h.SetContentTypeBytes(valPlain)
-	h.SetCanonical(hdrCacheControl, valNoStore)
-	h.SetCanonical(hdrNosniff, valNosniff)
+	set(&ctx.Response.Header, plainText, noStore, nosniff)
 	ctx.Response.SetBodyString(msg)
 }
 
-// malformed answers 400 to a request the server will not read further.
-func (s *Server) malformed(ctx *fasthttp.RequestCtx, kind string) {
-	s.warnf(ctx, kind)
-	plain(ctx, http.StatusBadRequest, msgMalformed)
-}
+// msgMalformed answers a request the server will not read further.
+const msgMalformed = "malformed request\n"
 
 // requestError answers a request fasthttp could not read; fasthttp then
 // closes the connection.
 func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
+	setCork(ctx.Conn(), false) // the request stays unread
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error
 	switch {
 	case errors.As(err, &small):
-		s.warnf(ctx, "header too large")
-		plain(ctx, http.StatusRequestHeaderFieldsTooLarge, "request header too large; the limit is "+strconv.Itoa(MaxHeaderBytes)+" bytes\n")
+		s.refuse(ctx, http.StatusRequestHeaderFieldsTooLarge, "header too large", "request header too large; the limit is "+strconv.Itoa(MaxHeaderBytes)+" bytes\n")
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		s.warnf(ctx, "body too large")
-		plain(ctx, http.StatusRequestEntityTooLarge, "request body too large\n")
+		s.refuse(ctx, http.StatusRequestEntityTooLarge, "body too large", "request body too large\n")
 	case errors.As(err, &netErr) && netErr.Timeout():
-		s.warnf(ctx, "timeout")
-		plain(ctx, http.StatusRequestTimeout, "request timeout\n")
+		s.refuse(ctx, http.StatusRequestTimeout, "timeout", "request timeout\n")
 	default:
-		s.malformed(ctx, "unparsable request")
+		s.refuse(ctx, http.StatusBadRequest, "unparsable request", msgMalformed)
 	}
 }
 
-// warnInterval is the least time between two malformed-request warnings; the
-// ones in between are counted and the count goes with the next.
+// refuse answers a request the server will not serve and warns of it.
+func (s *Server) refuse(ctx *fasthttp.RequestCtx, status int, kind, msg string) {
+	s.warnf(ctx.RemoteAddr(), kind)
+	plain(ctx, status, msg)
+}
+
+// warnInterval is the least time between two refusal warnings; the ones
+// in between are counted and the count goes with the next.
 const warnInterval = time.Second
 
-// warnLimiter lets one warning through per warnInterval.
-type warnLimiter struct {
-	mu         sync.Mutex
-	next       time.Time
-	suppressed int
-}
-
-func (l *warnLimiter) allow(now time.Time) (ok bool, suppressed int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Before(l.next) {
-		l.suppressed++
-		return false, 0
-	}
-	l.next = now.Add(warnInterval)
-	suppressed, l.suppressed = l.suppressed, 0
-	return true, suppressed
-}
-
-// warnf logs a refused request: the client's address and the kind of
-// fault, never the request's bytes, at most once per warnInterval.
-func (s *Server) warnf(ctx *fasthttp.RequestCtx, kind string) {
-	if !s.log.Enabled(ctx, slog.LevelWarn) {
+// warnf logs a refusal: the client's address and the kind of fault, never
+// the request's bytes, at most once per warnInterval.
+func (s *Server) warnf(remote net.Addr, kind string) {
+	now, next := time.Now().UnixNano(), s.nextWarn.Load()
+	if now < next || !s.nextWarn.CompareAndSwap(next, now+int64(warnInterval)) {
+		s.suppressed.Add(1)
 		return
 	}
-	if ok, suppressed := s.warn.allow(time.Now()); ok {
-		s.log.Warn("request refused", "kind", kind, "remote", ctx.RemoteAddr().String(), "suppressed", suppressed)
-	}
+	s.log.Warn("request refused", "kind", kind, "remote", remote.String(), "suppressed", s.suppressed.Swap(0))
 }
 
 // engineLogger receives fasthttp's own log lines. Its per-connection error
 // lines quote the request and are dropped (requestError has logged the
-// kind); the rest (accept errors, the connection bound) carry no request
-// bytes and are logged.
+// kind); the rest (accept errors) carry no request bytes and are logged.
 type engineLogger struct{ s *Server }
 
 func (l engineLogger) Printf(format string, args ...any) {

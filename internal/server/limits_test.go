@@ -13,7 +13,8 @@ import (
 )
 
 // TestStrictHTTP: versions other than 1.0 and 1.1 get 505, header names
-// with spaces and folded lines 400, whatever the engine would accept.
+// with spaces and folded lines 400, whatever the engine would accept; too
+// large a header or body gets its 431 or 413.
 func TestStrictHTTP(t *testing.T) {
 	r := start(t, newServer("great-fortune", false))
 	for _, tc := range []struct{ request, want string }{
@@ -28,16 +29,20 @@ func TestStrictHTTP(t *testing.T) {
 		{"GET / HTTP/1.1\r\nHost: x\r\nAccept: text/html,\r\n application/json\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"},
 		{"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\tfolded\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"},
 		{"GET / HTTP/1.1\r\nHost: x\r\nX(A): 1\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"},
+		// Refused with the rest unread: the answer must leave before the close.
+		{"GET / HTTP/1.1\r\nHost: x\r\nX: " + strings.Repeat("a", MaxHeaderBytes) + "\r\n\r\n", "HTTP/1.1 431 Request Header Fields Too Large\r\n"},
+		{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n" + strings.Repeat("a", 70000), "HTTP/1.1 413 Request Entity Too Large\r\n"},
 	} {
 		out := rawOrClosed(t, r.addr, tc.request)
+		shown := tc.request[:min(len(tc.request), 80)]
 		if !strings.HasPrefix(out, tc.want) {
-			t.Errorf("%q: answer %q, want it to begin %q", tc.request, firstLine(out), tc.want)
+			t.Errorf("%q: answer %q, want it to begin %q", shown, firstLine(out), tc.want)
 		}
 		if strings.Contains(tc.want, " 200 ") {
 			continue
 		}
 		if _, body, _ := strings.Cut(out, "\r\n\r\n"); strings.Contains(out, "<") || body == "" {
-			t.Errorf("%q: refusal %q is not a short plain text", tc.request, out)
+			t.Errorf("%q: refusal %q is not a short plain text", shown, out)
 		}
 	}
 }

@@ -3,8 +3,12 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
+	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Listen opens the TCP listener a replica serves on. Accepted connections
@@ -36,3 +40,39 @@ func CheckAddr(addr string) error {
 	}
 	return nil
 }
+
+// boundedListener holds a port to max open connections and answers the
+// next ones itself with a 503, uncorked: fasthttp's own refusal would send
+// it corked, and the close with the request unread would drop it.
+type boundedListener struct {
+	net.Listener
+	s    *Server
+	max  int64
+	open atomic.Int64
+}
+
+func (l *boundedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil || l.open.Add(1) <= l.max {
+			return c, err
+		}
+		l.open.Add(-1)
+		l.s.warnf(c.RemoteAddr(), "too many connections")
+		setCork(c, false)
+		io.WriteString(c, refusal)
+		c.Close()
+	}
+}
+
+// connState is the engine's ConnState hook: a closed connection frees its place.
+func (l *boundedListener) connState(_ net.Conn, state fasthttp.ConnState) {
+	if state == fasthttp.StateClosed {
+		l.open.Add(-1)
+	}
+}
+
+const msgTooMany = "too many connections; try again\n"
+
+var refusal = fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+	"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nContent-Length: %d\r\n\r\n%s", len(msgTooMany), msgTooMany)

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"bytes"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
+
+	"github.com/valyala/fasthttp"
 )
 
 // A format is one rendering of a draw.
@@ -17,180 +19,129 @@ const (
 	numFormats
 )
 
-var formatNames = [numFormats]string{"html", "json", "text"}
-
-// offers are the media types of the formats, in the server's order of
-// preference when the client likes several equally.
-var offers = [numFormats]struct{ typ, sub string }{
-	formatHTML: {"text", "html"},
-	formatJSON: {"application", "json"},
-	formatText: {"text", "plain"},
+// formats name the renderings and their media types, in the server's order
+// of preference when the client likes several equally.
+var formats = [numFormats]struct {
+	name     string
+	typ, sub []byte
+}{
+	formatHTML: {"html", []byte("text"), []byte("html")},
+	formatJSON: {"json", []byte("application"), []byte("json")},
+	formatText: {"text", []byte("text"), []byte("plain")},
 }
 
-// maxReflected bounds how much of an unknown format value an error repeats.
-const maxReflected = 32
-
-// chooseFormat picks the response format from a raw query and the Accept
-// header lines: ?format= wins over Accept. It returns 200 or an error status
-// and a message safe to send as text.
-func chooseFormat(rawQuery string, accept []string) (format, int, string) {
-	if rawQuery != "" {
-		value, present, ok := formatParam(rawQuery)
-		if !ok {
-			return 0, http.StatusBadRequest, "malformed format parameter; want ?format=html, json or text\n"
-		}
-		if present {
-			for f, name := range formatNames {
-				if value == name {
-					return format(f), http.StatusOK, ""
-				}
+// chooseFormat picks the draw's format: the first ?format= wins over
+// Accept. false means that it has answered with an error.
+func chooseFormat(ctx *fasthttp.RequestCtx) (format, bool) {
+	if args := ctx.QueryArgs(); args.Has("format") {
+		value := args.Peek("format")
+		for f := range formats {
+			if string(value) == formats[f].name {
+				return format(f), true
 			}
-			// Repeated the way it would appear in a URL: no markup survives.
-			shown := url.QueryEscape(value)
-			if len(shown) > maxReflected {
-				shown = shown[:maxReflected] + "..."
-			}
-			return 0, http.StatusBadRequest, "unknown format " + strconv.Quote(shown) + "; want ?format=html, json or text\n"
 		}
+		// Repeated the way it would appear in a URL, and at most 32 bytes
+		// of it: no markup survives.
+		shown := url.QueryEscape(string(value))
+		if len(shown) > 32 {
+			shown = shown[:32] + "..."
+		}
+		plain(ctx, http.StatusBadRequest, "unknown format "+strconv.Quote(shown)+"; want ?format=html, json or text\n")
+		return 0, false
 	}
-	f, ok := negotiate(accept)
+	f, ok := negotiate(ctx.Request.Header.PeekAll("Accept"))
 	if !ok {
-		return 0, http.StatusNotAcceptable, "none of text/html, application/json or text/plain is acceptable; try ?format=html, json or text\n"
+		plain(ctx, http.StatusNotAcceptable, "none of text/html, application/json or text/plain is acceptable; try ?format=html, json or text\n")
 	}
-	return f, http.StatusOK, ""
-}
-
-// formatParam finds the first "format" parameter in a raw query without
-// allocating unless it is percent-encoded. ok is false when its key or value
-// is not valid percent-encoding.
-func formatParam(rawQuery string) (value string, present, ok bool) {
-	for rawQuery != "" {
-		var pair string
-		pair, rawQuery, _ = strings.Cut(rawQuery, "&")
-		key, value, _ := strings.Cut(pair, "=")
-		if strings.ContainsAny(key, "%+") {
-			k, err := url.QueryUnescape(key)
-			if err != nil {
-				continue // some other broken parameter is not our business
-			}
-			key = k
-		}
-		if key != "format" {
-			continue
-		}
-		if strings.ContainsAny(value, "%+") {
-			v, err := url.QueryUnescape(value)
-			if err != nil {
-				return "", true, false
-			}
-			value = v
-		}
-		return value, true, true
-	}
-	return "", false, true
+	return f, ok
 }
 
 // negotiate reads Accept header lines (RFC 9110 §12.5.1): for each format
 // the most specific matching media range gives its q-value; the highest q
-// wins, then the more specific match, then the server's order. No Accept at
-// all means HTML. ok is false when every format has q=0. It does not
-// allocate.
-func negotiate(values []string) (format, bool) {
-
-	type score struct{ q, specificity int } // q in thousandths; specificity -1: no range matched
-	var best [numFormats]score
-	for i := range best {
-		best[i].specificity = -1
-	}
+// wins, then the more specific match, then the server's order. No Accept
+// at all, or none that parses, means HTML. ok is false when every format
+// has q=0. It does not allocate.
+func negotiate(lines [][]byte) (format, bool) {
+	var q, spec [numFormats]int // spec: specificity of the range that set q; 0: none matched
 	blank := true
-	for _, v := range values {
-		for v != "" {
-			var mediaRange string
-			mediaRange, v, _ = strings.Cut(v, ",")
-			mediaType, params, _ := strings.Cut(mediaRange, ";")
-			typ, sub, ok := strings.Cut(strings.TrimSpace(mediaType), "/")
-			if !ok || typ == "" || sub == "" {
+	for _, line := range lines {
+		for len(line) > 0 {
+			var mediaRange []byte
+			mediaRange, line, _ = bytes.Cut(line, []byte(","))
+			mediaType, params, _ := bytes.Cut(mediaRange, []byte(";"))
+			typ, sub, ok := bytes.Cut(bytes.TrimSpace(mediaType), []byte("/"))
+			if !ok || len(typ) == 0 || len(sub) == 0 {
 				continue
 			}
 			blank = false
-			q, ok := qParam(params)
+			rangeQ, ok := qParam(params)
 			if !ok {
 				continue
 			}
-			for i, o := range offers {
-				spec := specificity(typ, sub, o.typ, o.sub)
-				if spec > best[i].specificity || (spec == best[i].specificity && spec >= 0 && q > best[i].q) {
-					best[i] = score{q, spec}
+			for f, o := range formats {
+				s := specificity(typ, sub, o.typ, o.sub)
+				if s > spec[f] || (s == spec[f] && s > 0 && rangeQ > q[f]) {
+					q[f], spec[f] = rangeQ, s
 				}
 			}
 		}
 	}
 	if blank {
-		return formatHTML, true // an empty or unparsable Accept says nothing
+		return formatHTML, true
 	}
-	chosen, found := format(0), false
-	for i, sc := range best {
-		if sc.specificity < 0 || sc.q == 0 {
+	best := -1
+	for f := range formats {
+		if spec[f] > 0 && q[f] > 0 && (best < 0 || q[f] > q[best] || (q[f] == q[best] && spec[f] > spec[best])) {
+			best = f
+		}
+	}
+	return format(max(best, 0)), best >= 0
+}
+
+// specificity of a media range for an offer: 3 exact, 2 type/*, 1 */*, 0 none.
+func specificity(typ, sub, offerTyp, offerSub []byte) int {
+	switch {
+	case string(typ) == "*" && string(sub) == "*":
+		return 1
+	case !bytes.EqualFold(typ, offerTyp):
+		return 0
+	case string(sub) == "*":
+		return 2
+	case bytes.EqualFold(sub, offerSub):
+		return 3
+	}
+	return 0
+}
+
+// qParam finds q among a media range's parameters, in thousandths: "0" to
+// "1" with at most three decimals. A missing q is 1000; a malformed one
+// makes the range unusable (ok false).
+func qParam(params []byte) (int, bool) {
+	for len(params) > 0 {
+		var p []byte
+		p, params, _ = bytes.Cut(params, []byte(";"))
+		key, v, _ := bytes.Cut(p, []byte("="))
+		if key = bytes.TrimSpace(key); len(key) != 1 || key[0]|0x20 != 'q' {
 			continue
 		}
-		if !found || sc.q > best[chosen].q || (sc.q == best[chosen].q && sc.specificity > best[chosen].specificity) {
-			chosen, found = format(i), true
-		}
-	}
-	return chosen, found
-}
-
-// specificity of a media range for an offer: 2 exact, 1 type/*, 0 */*, -1 none.
-func specificity(typ, sub, offerTyp, offerSub string) int {
-	switch {
-	case typ == "*" && sub == "*":
-		return 0
-	case !strings.EqualFold(typ, offerTyp):
-		return -1
-	case sub == "*":
-		return 1
-	case strings.EqualFold(sub, offerSub):
-		return 2
-	}
-	return -1
-}
-
-// qParam finds q among a media range's parameters. A missing q is 1000; a
-// malformed one makes the range unusable (ok false).
-func qParam(params string) (q int, ok bool) {
-	for params != "" {
-		var p string
-		p, params, _ = strings.Cut(params, ";")
-		key, value, _ := strings.Cut(p, "=")
-		if strings.EqualFold(strings.TrimSpace(key), "q") {
-			return parseQ(strings.TrimSpace(value))
-		}
-	}
-	return 1000, true
-}
-
-// parseQ reads a qvalue: "0" to "1" with at most three decimals, in thousandths.
-func parseQ(s string) (int, bool) {
-	if s == "" || len(s) > 5 || (s[0] != '0' && s[0] != '1') {
-		return 0, false
-	}
-	q := int(s[0]-'0') * 1000
-	if len(s) == 1 {
-		return q, true
-	}
-	if s[1] != '.' {
-		return 0, false
-	}
-	scale := 100
-	for _, c := range []byte(s[2:]) {
-		if c < '0' || c > '9' {
+		if v = bytes.TrimSpace(v); len(v) == 0 || len(v) > 5 || (len(v) > 1 && v[1] != '.') {
 			return 0, false
 		}
-		q += int(c-'0') * scale
-		scale /= 10
+		q := 0
+		for i := range 5 { // "d.ddd", missing decimals as zeros
+			if i == 1 {
+				continue
+			}
+			c := byte('0')
+			if i < len(v) {
+				c = v[i]
+			}
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			q = q*10 + int(c-'0')
+		}
+		return q, q <= 1000
 	}
-	if q > 1000 {
-		return 0, false
-	}
-	return q, true
+	return 1000, true
 }

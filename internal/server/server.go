@@ -1,12 +1,9 @@
 // Package server is one fortune replica: what runs in each pod. It serves a
 // single fortune as HTML, JSON or text and the health and readiness probes
 // on one port, Prometheus metrics on another, and shuts down in the order
-// Kubernetes needs.
-//
-// Every draw response is rendered once, in New; a draw costs a path switch,
-// an Accept scan, a few header writes, one write and an atomic add. The
-// HTTP engine is fasthttp, which costs less CPU per new connection than
-// net/http (docs/decisions/0001-one-http-engine.md).
+// Kubernetes needs. Every draw response is rendered once, in New. The HTTP
+// engine is fasthttp, which costs less CPU per new connection than net/http
+// (docs/decisions/0001-one-http-engine.md).
 package server
 
 import (
@@ -98,7 +95,9 @@ type Server struct {
 	metrics  fasthttp.RequestHandler
 	pages    [numFormats]page
 	draining atomic.Bool
-	warn     warnLimiter
+	// The refusal warnings' rate limit: the earliest time of the next
+	// (Unix ns) and how many were left out since the last.
+	nextWarn, suppressed atomic.Int64
 }
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process
@@ -136,14 +135,15 @@ func New(cfg Config) *Server {
 		Help: "Fortunes drawn (GET responses carrying a fortune), by fortune.",
 	}, []string{"fortune"})
 	registerer.MustRegister(draws)
-
-	s := &Server{cfg: cfg, log: cfg.Logger}
-	s.draws = draws.WithLabelValues(cfg.Fortune.ID)
-	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-	}))
-	s.pages = renderPages(cfg)
-	return s
+	return &Server{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		draws: draws.WithLabelValues(cfg.Fortune.ID),
+		metrics: fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		})),
+		pages: renderPages(cfg),
+	}
 }
 
 // BeginShutdown makes readiness fail, so that Kubernetes takes the pod out
@@ -156,21 +156,22 @@ func (s *Server) BeginShutdown() { s.draining.Store(true) }
 // in-flight requests get up to the shutdown timeout. A clean stop returns
 // nil. Run closes both listeners.
 func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
-	servers := []*fasthttp.Server{s.engine(s.serve, s.cfg.MaxConns)}
-	listeners := []net.Listener{ln}
+	// Every answer closes its connection, except a draw under KeepAlive.
+	ports := []port{s.port(s.serve, ln, s.cfg.MaxConns, !s.cfg.KeepAlive)}
+	metricsAddr := ""
 	if metrics != nil {
-		servers = append(servers, s.engine(s.serveMetrics, metricsMaxConns))
-		listeners = append(listeners, metrics)
+		ports = append(ports, s.port(s.serveMetrics, metrics, metricsMaxConns, true))
+		metricsAddr = metrics.Addr().String()
 	}
-	served := make(chan error, len(servers))
-	for i, srv := range servers {
-		go func() { served <- srv.Serve(listeners[i]) }()
+	served := make(chan error, len(ports))
+	for _, p := range ports {
+		go func() { served <- p.srv.Serve(p.ln) }()
 	}
 	s.log.Info("serving", "fortune", s.cfg.Fortune.ID, "pod", s.cfg.Pod, "addr", ln.Addr().String(),
-		"metrics_addr", addrOf(metrics), "keep_alive", s.cfg.KeepAlive, "max_conns", s.cfg.MaxConns)
+		"metrics_addr", metricsAddr, "keep_alive", s.cfg.KeepAlive, "max_conns", s.cfg.MaxConns)
 
 	var err error
-	running := len(servers)
+	running := len(ports)
 	select {
 	case err = <-served:
 		// A listener failed on its own: stop the other one, nothing to drain.
@@ -179,23 +180,19 @@ func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
 			err = errors.New("server stopped serving by itself")
 		}
 	case <-ctx.Done():
-		// From now on every connection closes after its next answer (the
-		// handler checks draining).
-		s.BeginShutdown()
+		s.BeginShutdown() // from now on every answer closes its connection
 		s.log.Info("shutdown begun; readiness fails while draining", "drain", s.cfg.Drain.String())
-		if s.cfg.Drain > 0 {
-			time.Sleep(s.cfg.Drain)
-		}
+		time.Sleep(s.cfg.Drain)
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	for i, srv := range servers {
-		if e := srv.ShutdownWithContext(shutdownCtx); e != nil && err == nil {
+	for _, p := range ports {
+		if e := p.srv.ShutdownWithContext(shutdownCtx); e != nil && err == nil {
 			err = e
 		}
 		// fasthttp's Shutdown closes only a listener Serve has already
 		// taken up; one it has not must not stay open.
-		listeners[i].Close()
+		p.ln.Close()
 	}
 	for ; running > 0; running-- {
 		// A listener closed above, before Serve took it up, is a clean stop.
@@ -211,13 +208,24 @@ func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
 	return nil
 }
 
-// engine returns a fasthttp server with every limit set. ReadBufferSize is
-// also fasthttp's limit on the request line and headers.
-func (s *Server) engine(handler fasthttp.RequestHandler, maxConns int) *fasthttp.Server {
-	return &fasthttp.Server{
+// A port is one listener and the engine that serves it.
+type port struct {
+	srv *fasthttp.Server
+	ln  *boundedListener
+}
+
+// port returns an engine with every limit set for ln, held to maxConns
+// connections and corked if every answer on it closes its connection.
+// ReadBufferSize is also fasthttp's limit on the request line and headers.
+func (s *Server) port(handler fasthttp.RequestHandler, ln net.Listener, maxConns int, closing bool) port {
+	if closing {
+		setCork(ln, true)
+	}
+	bounded := &boundedListener{Listener: ln, s: s, max: int64(maxConns)}
+	return port{ln: bounded, srv: &fasthttp.Server{
 		Handler:                      handler,
 		ErrorHandler:                 s.requestError,
-		Concurrency:                  maxConns,
+		ConnState:                    bounded.connState,
 		ReadTimeout:                  ReadTimeout,
 		WriteTimeout:                 WriteTimeout,
 		IdleTimeout:                  IdleTimeout,
@@ -229,12 +237,5 @@ func (s *Server) engine(handler fasthttp.RequestHandler, maxConns int) *fasthttp
 		CloseOnShutdown:              true,
 		SecureErrorLogMessage:        true,
 		Logger:                       engineLogger{s},
-	}
-}
-
-func addrOf(ln net.Listener) string {
-	if ln == nil {
-		return ""
-	}
-	return ln.Addr().String()
+	}}
 }

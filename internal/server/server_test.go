@@ -27,6 +27,7 @@ type running struct {
 	addr       string // host:port of the public port
 	url        string // http://host:port
 	metricsURL string // http://host:port of the metrics port
+	ln, mln    net.Listener
 	stop       func() error
 }
 
@@ -47,7 +48,7 @@ func start(t testing.TB, s *Server) *running {
 	go func() { done <- s.Run(ctx, ln, mln) }()
 	var once sync.Once
 	var result error
-	r := &running{Server: s, addr: ln.Addr().String(), url: "http://" + ln.Addr().String(), metricsURL: "http://" + mln.Addr().String()}
+	r := &running{Server: s, addr: ln.Addr().String(), url: "http://" + ln.Addr().String(), metricsURL: "http://" + mln.Addr().String(), ln: ln, mln: mln}
 	r.stop = func() error {
 		once.Do(func() {
 			cancel()
@@ -189,26 +190,19 @@ func TestArticleGrepWithRealGrep(t *testing.T) {
 	}
 }
 
-func TestConnectionClosesAfterEachDraw(t *testing.T) {
-	r := start(t, newServer("great-fortune", false))
-	// Two requests written at once: the server answers the first and closes.
-	out := raw(t, r.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	if n := strings.Count(out, "HTTP/1.1 200 OK"); n != 1 {
-		t.Errorf("%d responses on one connection, want 1 then close:\n%s", n, out)
-	}
-	if !strings.Contains(out, "\r\nConnection: close\r\n") {
-		t.Errorf("no Connection: close in\n%s", out)
-	}
-}
-
-func TestKeepAliveServesManyDrawsOnOneConnection(t *testing.T) {
-	r := start(t, newServer("great-fortune", true))
-	out := raw(t, r.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /?format=json HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-	if n := strings.Count(out, "HTTP/1.1 200 OK"); n != 3 {
-		t.Errorf("%d responses on one keep-alive connection, want 3:\n%s", n, out)
-	}
-	if n := strings.Count(out, "\r\nConnection: close\r\n"); n != 1 {
-		t.Errorf("the server closed on its own (%d Connection: close), want only on the client's request", n)
+// TestDrawConnections: three draws written at once get one answer and a
+// close that the answer announces, or under KeepAlive all three on one
+// connection, closed only when the client asks.
+func TestDrawConnections(t *testing.T) {
+	const draws = "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /?format=json HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+	for keepAlive, answers := range map[bool]int{false: 1, true: 3} {
+		out := raw(t, start(t, newServer("great-fortune", keepAlive)).addr, draws)
+		if n := strings.Count(out, "HTTP/1.1 200 OK"); n != answers {
+			t.Errorf("keep-alive %v: %d answers on one connection, want %d:\n%s", keepAlive, n, answers, out)
+		}
+		if n := strings.Count(out, "\r\nConnection: close\r\n"); n != 1 {
+			t.Errorf("keep-alive %v: %d answers say Connection: close, want 1 (the last):\n%s", keepAlive, n, out)
+		}
 	}
 }
 

@@ -8,13 +8,23 @@ import (
 	"unicode"
 )
 
+// A page is a pre-rendered draw response in one format.
+type page struct {
+	body    []byte
+	headers []header
+}
+
 // renderPages renders the three draw responses, once per server.
 func renderPages(cfg Config) [numFormats]page {
-	var pages [numFormats]page
-	pages[formatHTML] = page{body: renderHTML(cfg), contentType: contentTypeHTML, csp: valPageCSP}
-	pages[formatJSON] = page{body: renderJSON(cfg), contentType: contentTypeJSON}
-	pages[formatText] = page{body: renderText(cfg), contentType: contentTypePlain}
-	return pages
+	return [numFormats]page{
+		formatHTML: newPage(renderHTML(cfg), "text/html; charset=utf-8", pageCSP),
+		formatJSON: newPage(renderJSON(cfg), "application/json"),
+		formatText: newPage(renderText(cfg), "text/plain; charset=utf-8"),
+	}
+}
+
+func newPage(body []byte, contentType string, extra ...header) page {
+	return page{body, append([]header{hdr("Content-Type", contentType), noStore, varyAccept, nosniff, noReferrer}, extra...)}
 }
 
 // renderHTML fills slipHTML's placeholders with escaped values. It is not
@@ -58,17 +68,13 @@ func renderJSON(cfg Config) []byte {
 func renderText(cfg Config) []byte {
 	f := cfg.Fortune
 	line := "あなたの運勢は" + f.Label + "です — " + f.Gloss + " (" + f.ID + ", pod " + cfg.Pod + ")"
-	return []byte(printable(line) + "\n")
-}
-
-// printable keeps one line one line whatever the host name holds.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
+	// One line stays one line whatever the host name holds.
+	return []byte(strings.Map(func(r rune) rune {
 		if unicode.IsPrint(r) {
 			return r
 		}
 		return '?'
-	}, s)
+	}, line) + "\n")
 }
 
 // slipHTML is the page: an omikuji slip, red on white, the oracle written

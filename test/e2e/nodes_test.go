@@ -175,27 +175,22 @@ func (e *env) checkDrain(ctx context.Context, t *testing.T, mode string) {
 	n := e.lastNode()
 	t.Cleanup(func() { _, _ = e.c.Kubectl(ctx, "uncordon", n.Name) })
 
-	streamCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	s := startStream(streamCtx, e.nodeURL, 4)
-	var events []string
-	event := func(what string) {
-		events = append(events, fmt.Sprintf("%.2f s %s", time.Since(s.start).Seconds(), what))
-	}
+	s := startStream(ctx, e.nodeURL, 4)
+	defer s.stop()
 	time.Sleep(2 * time.Second) // a baseline before anything changes
 
 	n0, start := s.done.Load(), time.Now()
-	event("drain " + n.Name)
+	s.event("drain " + n.Name)
 	// Evictions honour the PodDisruptionBudgets: kubectl retries an
 	// eviction that would take a second pod of a fortune down at once.
 	if out, err := e.c.Kubectl(ctx, "drain", n.Name, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=4m"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	event("drained")
+	s.event("drained")
 	if _, err := e.k.waitSettled(ctx, want, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	event("settled")
+	s.event("settled")
 	drainDraws, drainTime := s.done.Load()-n0, time.Since(start)
 	podNodes, err := e.k.podNodes(ctx)
 	if err != nil {
@@ -211,7 +206,7 @@ func (e *env) checkDrain(ctx context.Context, t *testing.T, mode string) {
 	if _, err := e.c.Kubectl(ctx, "uncordon", n.Name); err != nil {
 		t.Fatal(err)
 	}
-	event("uncordon, rollout restart")
+	s.event("uncordon, rollout restart")
 	deployments := fortune.IDs()
 	if _, err := e.c.Kubectl(ctx, append([]string{"-n", namespace, "rollout", "restart", "deployment"}, deployments...)...); err != nil {
 		t.Fatal(err)
@@ -224,22 +219,21 @@ func (e *env) checkDrain(ctx context.Context, t *testing.T, mode string) {
 	if _, err := e.k.waitSettled(ctx, want, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	event("rollouts complete, settled")
+	s.event("rollouts complete, settled")
 	rolloutDraws, rolloutTime := s.done.Load()-n1, time.Since(start)
 	time.Sleep(2 * time.Second)
-	stop()
-	streamed := s.wait()
+	streamed := s.stop()
 	failed, when := failures(streamed)
 	e.report.Drains = append(e.report.Drains, drainReport{
 		Mode: mode, Node: n.Name, PDBs: pdbs, Draws: len(streamed), Failed: failed, Slow: slow(streamed, time.Second),
-		Failures: when, Timeline: strings.Join(events, "; "),
+		Failures: when, Timeline: s.timeline(),
 		DuringDrain: drainDraws, DrainSeconds: drainTime.Seconds(),
 		DuringRollout: rolloutDraws, RolloutSeconds: rolloutTime.Seconds(),
 	})
 	t.Logf("%d draws through %s: %d while %s drained (%.1f s), %d during uncordon and rollout (%.1f s); %d failed; PDBs %s\ntimeline: %s",
-		len(streamed), e.c.Nodes[0].Name, drainDraws, n.Name, drainTime.Seconds(), rolloutDraws, rolloutTime.Seconds(), failed, pdbs, strings.Join(events, "; "))
+		len(streamed), e.c.Nodes[0].Name, drainDraws, n.Name, drainTime.Seconds(), rolloutDraws, rolloutTime.Seconds(), failed, pdbs, s.timeline())
 	if failed != 0 {
-		t.Errorf("%d of %d draws failed: %s\ntimeline: %s", failed, len(streamed), when, strings.Join(events, "; "))
+		t.Errorf("%d of %d draws failed: %s\ntimeline: %s", failed, len(streamed), when, s.timeline())
 	}
 	if drainDraws < 100 || rolloutDraws < 100 {
 		t.Errorf("too few draws to show anything: %d during the drain, %d during the rollout", drainDraws, rolloutDraws)

@@ -392,13 +392,8 @@ func (e *env) scale(ctx context.Context, t *testing.T, id string, want fortune.C
 func (e *env) checkNoDrawLost(ctx context.Context, t *testing.T, mode string) {
 	want := fortune.DefaultReplicas()
 	before, _ := e.serviceReady(ctx, t, want)
-	streamCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	s := startStream(streamCtx, e.nodeURL, 4)
-	var events []string
-	event := func(what string) {
-		events = append(events, fmt.Sprintf("%.2f s %s", time.Since(s.start).Seconds(), what))
-	}
+	s := startStream(ctx, e.nodeURL, 4)
+	defer s.stop()
 	time.Sleep(2 * time.Second) // a baseline before anything changes
 
 	victim := ""
@@ -409,21 +404,21 @@ func (e *env) checkNoDrawLost(ctx context.Context, t *testing.T, mode string) {
 		}
 	}
 	n0, start := s.done.Load(), time.Now()
-	event("delete pod " + victim)
+	s.event("delete pod " + victim)
 	// kubectl delete waits until the pod is gone: SIGTERM, drain, exit.
 	if _, err := e.c.Kubectl(ctx, "-n", namespace, "delete", "pod", victim); err != nil {
 		t.Fatal(err)
 	}
-	event("pod gone")
+	s.event("pod gone")
 	if _, err := e.k.waitSettled(ctx, want, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	event("settled")
+	s.event("settled")
 	deleteDraws, deleteTime := s.done.Load()-n0, time.Since(start)
 
 	n1, start := s.done.Load(), time.Now()
 	deployments := fortune.IDs()
-	event("rollout restart")
+	s.event("rollout restart")
 	if _, err := e.c.Kubectl(ctx, append([]string{"-n", namespace, "rollout", "restart", "deployment"}, deployments...)...); err != nil {
 		t.Fatal(err)
 	}
@@ -432,19 +427,18 @@ func (e *env) checkNoDrawLost(ctx context.Context, t *testing.T, mode string) {
 			t.Fatal(err)
 		}
 	}
-	event("rollouts complete")
+	s.event("rollouts complete")
 	after, err := e.k.waitSettled(ctx, want, 2*time.Minute) // old pods gone too
 	if err != nil {
 		t.Fatal(err)
 	}
-	event("settled, old pods gone")
+	s.event("settled, old pods gone")
 	restartDraws, restartTime := s.done.Load()-n1, time.Since(start)
 	time.Sleep(2 * time.Second) // and a tail after the last old pod left
-	stop()
-	draws := s.wait()
+	draws := s.stop()
 	failed, when := failures(draws)
 	e.report.Streams = append(e.report.Streams, streamReport{
-		Mode: mode, Draws: len(draws), Failed: failed, Failures: when, Timeline: strings.Join(events, "; "),
+		Mode: mode, Draws: len(draws), Failed: failed, Failures: when, Timeline: s.timeline(),
 		DuringDelete: deleteDraws, DeleteSeconds: deleteTime.Seconds(),
 		DuringRestart: restartDraws, RestartSeconds: restartTime.Seconds(),
 	})
@@ -453,7 +447,7 @@ func (e *env) checkNoDrawLost(ctx context.Context, t *testing.T, mode string) {
 	t.Logf("%d draws in the stream: %d while a pod was deleted (%.1f s), %d during rollout restart of %d Deployments (%.1f s); %d failed, %d took over 1 s",
 		len(draws), deleteDraws, deleteTime.Seconds(), restartDraws, len(deployments), restartTime.Seconds(), failed, slowDraws)
 	if failed != 0 {
-		t.Errorf("%d of %d draws failed: %s\ntimeline: %s", failed, len(draws), when, strings.Join(events, "; "))
+		t.Errorf("%d of %d draws failed: %s\ntimeline: %s", failed, len(draws), when, s.timeline())
 	}
 	if deleteDraws < 100 || restartDraws < 100 {
 		t.Errorf("too few draws to show anything: %d during the delete, %d during the restart", deleteDraws, restartDraws)

@@ -27,6 +27,7 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/omikuji/omikuji/internal/fortune"
+	"github.com/omikuji/omikuji/test/e2e/cluster"
 )
 
 // The real-Prometheus checks. Debian's Prometheus (/usr/bin/prometheus)
@@ -157,9 +158,8 @@ func (p *promServer) checkScale(ctx context.Context, t *testing.T, e *env) {
 	def := fortune.DefaultReplicas()
 	scaled := fortune.DefaultReplicas()
 	scaled["great-fortune"] = 4
-	streamCtx, stop := context.WithCancel(ctx)
-	s := startStream(streamCtx, e.nodeURL, 2)
-	defer func() { stop(); s.wait() }()
+	s := startStream(ctx, e.nodeURL, 2)
+	defer s.stop()
 	time.Sleep(75 * time.Second) // a minute of history at the old odds
 	t.Cleanup(func() { e.scale(ctx, t, "great-fortune", def) })
 	if _, err := e.c.Kubectl(ctx, "-n", namespace, "scale", "deployment", "great-fortune", "--replicas=4"); err != nil {
@@ -185,8 +185,7 @@ func (p *promServer) checkScale(ctx context.Context, t *testing.T, e *env) {
 		t.Errorf("the expected share took %s to follow the scale, want at most %s", lag.Round(100*time.Millisecond), bound)
 	}
 	time.Sleep(75 * time.Second) // the observed share following it
-	stop()
-	draws := s.wait()
+	draws := s.stop()
 	if len(draws) == 0 {
 		t.Error("no draws streamed during the scale")
 	}
@@ -256,7 +255,7 @@ func startPrometheus(ctx context.Context, t *testing.T, e *env, repo string) *pr
 		t.Fatal(err)
 	}
 
-	port, err := freeLoopbackPort()
+	port, err := cluster.FreeLoopbackPort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,15 +406,6 @@ func startDiscovery(ctx context.Context, t *testing.T, sd *kubernetes.SDConfig) 
 		metrics.Unregister()
 	})
 	return "http://" + ln.Addr().String() + "/targets"
-}
-
-func freeLoopbackPort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // query runs an instant query and returns the result's label sets and values.

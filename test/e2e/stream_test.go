@@ -14,11 +14,13 @@ import (
 // every outcome with its time, so a lost draw can be placed against what
 // the cluster was doing at that moment.
 type stream struct {
-	start time.Time
-	done  atomic.Int64
-	mu    sync.Mutex
-	draws []streamDraw
-	wg    sync.WaitGroup
+	start  time.Time
+	cancel context.CancelFunc
+	done   atomic.Int64
+	mu     sync.Mutex
+	draws  []streamDraw
+	wg     sync.WaitGroup
+	events []string // what the test did to the cluster, written by the test's goroutine only
 }
 
 type streamDraw struct {
@@ -28,8 +30,10 @@ type streamDraw struct {
 	err  error
 }
 
+// startStream starts workers drawing through url until stop.
 func startStream(ctx context.Context, url string, workers int) *stream {
-	s := &stream{start: time.Now()}
+	ctx, cancel := context.WithCancel(ctx)
+	s := &stream{start: time.Now(), cancel: cancel}
 	for range workers {
 		s.wg.Go(func() {
 			for ctx.Err() == nil {
@@ -49,12 +53,22 @@ func startStream(ctx context.Context, url string, workers int) *stream {
 	return s
 }
 
-// wait returns every outcome once the stream's context is done.
-func (s *stream) wait() []streamDraw {
+// stop ends the stream and returns every outcome in the order the draws
+// began. It may be called again (from a defer).
+func (s *stream) stop() []streamDraw {
+	s.cancel()
 	s.wg.Wait()
 	sort.Slice(s.draws, func(i, j int) bool { return s.draws[i].at < s.draws[j].at })
 	return s.draws
 }
+
+// event records what the test does to the cluster, at its time in the
+// stream, for the timeline a failed draw is read against.
+func (s *stream) event(what string) {
+	s.events = append(s.events, fmt.Sprintf("%.2f s %s", time.Since(s.start).Seconds(), what))
+}
+
+func (s *stream) timeline() string { return strings.Join(s.events, "; ") }
 
 // failures describes the failed draws: how many, and each of the first few
 // with when it began, how long it took and its error, so that a report

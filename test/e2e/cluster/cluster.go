@@ -358,7 +358,8 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
 	return run(ctx, "kubectl", append([]string{"--kubeconfig", c.Kubeconfig()}, args...)...)
 }
 
-func freePort() (int, error) {
+// FreeLoopbackPort is a TCP port on 127.0.0.1 that was free a moment ago.
+func FreeLoopbackPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -368,11 +369,11 @@ func freePort() (int, error) {
 }
 
 func (c *Cluster) startEtcd(ctx context.Context) error {
-	client, err := freePort()
+	client, err := FreeLoopbackPort()
 	if err != nil {
 		return err
 	}
-	peer, err := freePort()
+	peer, err := FreeLoopbackPort()
 	if err != nil {
 		return err
 	}
@@ -449,48 +450,54 @@ func (c *Cluster) adminHTTP() (*http.Client, error) {
 	}}, nil
 }
 
+// startControlPlane starts kube-controller-manager and kube-scheduler, each
+// with its own kubeconfig for the API, authentication and authorization, on
+// the node IP, without leader election or profiling, then waits for their
+// secure /healthz.
 func (c *Cluster) startControlPlane(ctx context.Context) error {
-	kc := func(n string) string { return "--kubeconfig=" + c.file("kubeconfig", n) }
-	cm, err := c.start("kube-controller-manager", filepath.Join(c.BinDir, "kube-controller-manager"),
-		kc("kube-controller-manager"),
-		"--authentication-kubeconfig="+c.file("kubeconfig", "kube-controller-manager"),
-		"--authorization-kubeconfig="+c.file("kubeconfig", "kube-controller-manager"),
-		"--bind-address="+NodeIP,
-		"--controllers=*,-cloud-node-lifecycle-controller",
-		"--use-service-account-credentials",
-		"--leader-elect=false",
-		"--service-account-private-key-file="+c.file("pki", "sa.key"),
-		"--root-ca-file="+c.file("pki", "ca.crt"),
-		"--cluster-signing-cert-file="+c.file("pki", "ca.crt"),
-		"--cluster-signing-key-file="+c.file("pki", "ca.key"),
-		"--profiling=false",
-	)
-	if err != nil {
-		return err
+	components := []struct {
+		name       string
+		healthPort int
+		flags      []string
+	}{
+		{"kube-controller-manager", 10257, []string{
+			"--controllers=*,-cloud-node-lifecycle-controller",
+			"--use-service-account-credentials",
+			"--service-account-private-key-file=" + c.file("pki", "sa.key"),
+			"--root-ca-file=" + c.file("pki", "ca.crt"),
+			"--cluster-signing-cert-file=" + c.file("pki", "ca.crt"),
+			"--cluster-signing-key-file=" + c.file("pki", "ca.key"),
+		}},
+		{"kube-scheduler", 10259, nil},
 	}
-	sched, err := c.start("kube-scheduler", filepath.Join(c.BinDir, "kube-scheduler"),
-		kc("kube-scheduler"),
-		"--authentication-kubeconfig="+c.file("kubeconfig", "kube-scheduler"),
-		"--authorization-kubeconfig="+c.file("kubeconfig", "kube-scheduler"),
-		"--bind-address="+NodeIP,
-		"--leader-elect=false",
-		"--profiling=false",
-	)
-	if err != nil {
-		return err
+	procs := make([]*Proc, len(components))
+	for i, comp := range components {
+		kubeconfig := c.file("kubeconfig", comp.name)
+		p, err := c.start(comp.name, filepath.Join(c.BinDir, comp.name), append([]string{
+			"--kubeconfig=" + kubeconfig,
+			"--authentication-kubeconfig=" + kubeconfig,
+			"--authorization-kubeconfig=" + kubeconfig,
+			"--bind-address=" + NodeIP,
+			"--leader-elect=false",
+			"--profiling=false",
+		}, comp.flags...)...)
+		if err != nil {
+			return err
+		}
+		procs[i] = p
 	}
 	insecure := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		// Their self-signed serving certificates are not the point here.
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // health probe on our own node IP
 	}}
-	if err := c.waitFor(ctx, cm, 60*time.Second, func() error {
-		return httpOK(ctx, insecure, fmt.Sprintf("https://%s:10257/healthz", NodeIP))
-	}); err != nil {
-		return err
+	for i, comp := range components {
+		if err := c.waitFor(ctx, procs[i], 60*time.Second, func() error {
+			return httpOK(ctx, insecure, fmt.Sprintf("https://%s:%d/healthz", NodeIP, comp.healthPort))
+		}); err != nil {
+			return err
+		}
 	}
-	return c.waitFor(ctx, sched, 60*time.Second, func() error {
-		return httpOK(ctx, insecure, fmt.Sprintf("https://%s:10259/healthz", NodeIP))
-	})
+	return nil
 }
 
 func (c *Cluster) startContainerd(ctx context.Context, n *Node) error {
