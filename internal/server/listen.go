@@ -43,19 +43,25 @@ func CheckAddr(addr string) error {
 
 // boundedListener holds a port to max open connections and answers the
 // next ones itself with a 503, uncorked: fasthttp's own refusal would send
-// it corked, and the close with the request unread would drop it.
+// it corked, and the close with the request unread would drop it. Its
+// connections also drive the release of a burst's memory.
 type boundedListener struct {
 	net.Listener
-	s    *Server
-	max  int64
-	open atomic.Int64
+	s       *Server
+	max     int64
+	open    atomic.Int64
+	release *BurstRelease
 }
 
 func (l *boundedListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
-		if err != nil || l.open.Add(1) <= l.max {
+		if err != nil {
 			return c, err
+		}
+		if l.open.Add(1) <= l.max {
+			l.release.Opened()
+			return c, nil
 		}
 		l.open.Add(-1)
 		l.s.warnf(c.RemoteAddr(), "too many connections")
@@ -69,6 +75,7 @@ func (l *boundedListener) Accept() (net.Conn, error) {
 func (l *boundedListener) connState(_ net.Conn, state fasthttp.ConnState) {
 	if state == fasthttp.StateClosed {
 		l.open.Add(-1)
+		l.release.Closed()
 	}
 }
 

@@ -22,11 +22,14 @@ const (
 // A BurstRelease counts a listener's open connections and, once the last
 // connection of a burst has closed, schedules freeMemory.
 type BurstRelease struct {
-	open        atomic.Int64
-	afterBurst  atomic.Bool  // set at burstConns open, cleared once scheduled
-	lastRelease atomic.Int64 // UnixNano of the last scheduled release
-	timer       *time.Timer
+	open       atomic.Int64
+	afterBurst atomic.Bool // set at burstConns open, cleared once scheduled
+	timer      *time.Timer
 }
+
+// lastRelease is the UnixNano of the process's last scheduled release:
+// replicas in one process (local mode) share the memory they give back.
+var lastRelease atomic.Int64
 
 // NewBurstRelease returns a BurstRelease with nothing scheduled; Stop ends it.
 func NewBurstRelease() *BurstRelease {
@@ -46,9 +49,9 @@ func (b *BurstRelease) Closed() {
 	if b.open.Add(-1) > 0 || !b.afterBurst.Load() {
 		return
 	}
-	last := b.lastRelease.Load()
+	last := lastRelease.Load()
 	now := time.Now().UnixNano()
-	if time.Duration(now-last) < releaseEvery || !b.lastRelease.CompareAndSwap(last, now) {
+	if time.Duration(now-last) < releaseEvery || !lastRelease.CompareAndSwap(last, now) {
 		return
 	}
 	b.afterBurst.Store(false)

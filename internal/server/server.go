@@ -193,6 +193,7 @@ func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
 		// fasthttp's Shutdown closes only a listener Serve has already
 		// taken up; one it has not must not stay open.
 		p.ln.Close()
+		p.ln.release.Stop()
 	}
 	for ; running > 0; running-- {
 		// A listener closed above, before Serve took it up, is a clean stop.
@@ -221,7 +222,7 @@ func (s *Server) port(handler fasthttp.RequestHandler, ln net.Listener, maxConns
 	if closing {
 		setCork(ln, true)
 	}
-	bounded := &boundedListener{Listener: ln, s: s, max: int64(maxConns)}
+	bounded := &boundedListener{Listener: ln, s: s, max: int64(maxConns), release: NewBurstRelease()}
 	return port{ln: bounded, srv: &fasthttp.Server{
 		Handler:                      handler,
 		ErrorHandler:                 s.requestError,
