@@ -186,7 +186,11 @@ func TestDrawClassifiesFailures(t *testing.T) {
 // closedPortURL returns the URL of a port on 127.0.0.1 that refuses
 // connections: a socket bound to it but not listening holds the port, so no
 // other process on the machine can take it while the test runs.
-func closedPortURL(t *testing.T) string {
+func closedPortURL(t *testing.T) string { return loopbackSocketURL(t, -1) }
+
+// loopbackSocketURL binds a socket to a free port on 127.0.0.1, listens with
+// the backlog unless it is negative, never accepts, and returns its URL.
+func loopbackSocketURL(t *testing.T, backlog int) string {
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -194,6 +198,11 @@ func closedPortURL(t *testing.T) string {
 	t.Cleanup(func() { syscall.Close(fd) })
 	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatal(err)
+	}
+	if backlog >= 0 {
+		if err := syscall.Listen(fd, backlog); err != nil {
+			t.Fatal(err)
+		}
 	}
 	sa, err := syscall.Getsockname(fd)
 	if err != nil {
@@ -294,24 +303,7 @@ func FuzzParseURL(f *testing.F) {
 // stuckPortURL returns the URL of a port on 127.0.0.1 whose listener never
 // accepts and has a backlog of one: the first connections complete and then
 // hear nothing, later ones hang in connect (the kernel drops their SYNs).
-func stuckPortURL(t *testing.T) string {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 1); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("http://127.0.0.1:%d/", sa.(*syscall.SockaddrInet4).Port)
-}
+func stuckPortURL(t *testing.T) string { return loopbackSocketURL(t, 1) }
 
 // A stop ends draws stuck in connect and draws waiting for an answer at
 // once, not at their timeout, and records none of them.
