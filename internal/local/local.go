@@ -332,7 +332,7 @@ func (s *System) accept() {
 		}
 		select {
 		case s.slots <- struct{}{}:
-			s.release.Opened()
+			s.release.Opened(int64(len(s.slots)))
 		default:
 			c.Close()
 			if n, ok := s.refusedLog.allow(); ok {
@@ -346,7 +346,7 @@ func (s *System) accept() {
 			defer s.wg.Done()
 			defer func() {
 				<-s.slots
-				s.release.Closed()
+				s.release.Closed(int64(len(s.slots)))
 			}()
 			s.splice(c, r)
 		}()

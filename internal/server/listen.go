@@ -59,8 +59,8 @@ func (l *boundedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return c, err
 		}
-		if l.open.Add(1) <= l.max {
-			l.release.Opened()
+		if open := l.open.Add(1); open <= l.max {
+			l.release.Opened(open)
 			return c, nil
 		}
 		l.open.Add(-1)
@@ -74,8 +74,7 @@ func (l *boundedListener) Accept() (net.Conn, error) {
 // connState is the engine's ConnState hook: a closed connection frees its place.
 func (l *boundedListener) connState(_ net.Conn, state fasthttp.ConnState) {
 	if state == fasthttp.StateClosed {
-		l.open.Add(-1)
-		l.release.Closed()
+		l.release.Closed(l.open.Add(-1))
 	}
 }
 

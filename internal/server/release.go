@@ -19,10 +19,10 @@ const (
 	releaseEvery = 30 * time.Second
 )
 
-// A BurstRelease counts a listener's open connections and, once the last
-// connection of a burst has closed, schedules freeMemory.
+// A BurstRelease follows a listener's count of open connections, which its
+// owner keeps, and once the last connection of a burst has closed,
+// schedules freeMemory.
 type BurstRelease struct {
-	open       atomic.Int64
 	afterBurst atomic.Bool // set at burstConns open, cleared once scheduled
 	timer      *time.Timer
 }
@@ -36,17 +36,17 @@ func NewBurstRelease() *BurstRelease {
 	return &BurstRelease{timer: time.AfterFunc(time.Duration(math.MaxInt64), freeMemory)}
 }
 
-// Opened counts a new connection.
-func (b *BurstRelease) Opened() {
-	if b.open.Add(1) >= burstConns {
+// Opened notes a new connection; open is the count with it.
+func (b *BurstRelease) Opened(open int64) {
+	if open >= burstConns {
 		b.afterBurst.Store(true)
 	}
 }
 
-// Closed counts a closed connection and, if it was the last one after a
-// burst, schedules the release.
-func (b *BurstRelease) Closed() {
-	if b.open.Add(-1) > 0 || !b.afterBurst.Load() {
+// Closed notes a closed connection; open is the count without it. If it was
+// the last one after a burst, it schedules the release.
+func (b *BurstRelease) Closed(open int64) {
+	if open > 0 || !b.afterBurst.Load() {
 		return
 	}
 	last := lastRelease.Load()
