@@ -9,10 +9,10 @@ import (
 
 // burstConns open connections make a burst; releaseDelay after they are all
 // gone, the memory they took is handed back to the system, at most once per
-// releaseEvery (a burst that ends sooner waits for its turn). Left to itself
-// an idle Go process keeps it: measured after the soak's battery, neither
-// serve nor local came back within 4 MiB of their baseline in 10 minutes of
-// the runtime's periodic collections and scavenger. The delay lets fasthttp end its idle workers (they live 10 s).
+// releaseEvery. Left to itself an idle Go process keeps it: measured after
+// the soak's battery, neither serve nor local came back within 4 MiB of
+// their baseline in 10 minutes of the runtime's periodic collections and
+// scavenger. The delay lets fasthttp end its idle workers (they live 10 s).
 const (
 	burstConns   = 64
 	releaseDelay = 15 * time.Second
@@ -23,11 +23,11 @@ const (
 // owner keeps, and once the last connection of a burst has closed,
 // schedules freeMemory.
 type BurstRelease struct {
-	afterBurst atomic.Bool // set at burstConns open, cleared when scheduled
+	afterBurst atomic.Bool // set at burstConns open, cleared once scheduled
 	timer      *time.Timer
 }
 
-// lastRelease is the UnixNano of the process's latest scheduled release:
+// lastRelease is the UnixNano of the process's last scheduled release:
 // replicas in one process (local mode) share the memory they give back.
 var lastRelease atomic.Int64
 
@@ -44,22 +44,18 @@ func (b *BurstRelease) Opened(open int64) {
 }
 
 // Closed notes a closed connection; open is the count without it. If it was
-// the last one after a burst, it schedules the release: releaseDelay from
-// now, or releaseEvery after the process's latest, whichever is later.
+// the last one after a burst, it schedules the release.
 func (b *BurstRelease) Closed(open int64) {
-	if open > 0 || !b.afterBurst.Swap(false) {
+	if open > 0 || !b.afterBurst.Load() {
 		return
 	}
+	last := lastRelease.Load()
 	now := time.Now().UnixNano()
-	at := now + int64(releaseDelay)
-	for {
-		last := lastRelease.Load()
-		at = max(at, last+int64(releaseEvery))
-		if lastRelease.CompareAndSwap(last, at) {
-			break
-		}
+	if time.Duration(now-last) < releaseEvery || !lastRelease.CompareAndSwap(last, now) {
+		return
 	}
-	b.timer.Reset(time.Duration(at - now))
+	b.afterBurst.Store(false)
+	b.timer.Reset(releaseDelay)
 }
 
 // Stop cancels a scheduled release.
