@@ -132,7 +132,7 @@ func Start(cfg Config) (*System, error) {
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		conns:   make(map[net.Conn]struct{}),
 		slots:   make(chan struct{}, maxConns),
-		release: server.NewBurstRelease(),
+		release: new(server.BurstRelease),
 		ctx:     ctx,
 		cancel:  cancel,
 		errs:    make(chan error, cfg.Replicas.Total()),
@@ -526,7 +526,6 @@ func (s *System) Close() error {
 			s.front.Close()
 		}
 		s.wg.Wait()
-		s.release.Stop()
 		s.replicaW.Wait()
 		close(s.errs)
 		for err := range s.errs {

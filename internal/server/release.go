@@ -7,33 +7,31 @@ import (
 	"time"
 )
 
-// burstConns open connections make a burst; releaseDelay after they are all
-// gone, the memory they took is handed back to the system, at most once per
-// releaseEvery. Left to itself an idle Go process keeps it: measured after
-// the soak's battery, neither serve nor local came back within 4 MiB of
-// their baseline in 10 minutes of the runtime's periodic collections and
-// scavenger. The delay lets fasthttp end its idle workers (they live 10 s).
+// burstConns open connections make a burst; releaseDelay after the last
+// burst of the process has ended, the memory bursts took is handed back to
+// the system. Left to itself an idle Go process keeps it: measured after the
+// soak's battery, neither serve nor local came back within 4 MiB of their
+// baseline in 10 minutes of the runtime's periodic collections and
+// scavenger. The delay lets fasthttp end its idle workers first: it looks
+// for workers idle idleWorkerTime once every idleWorkerTime, so the last
+// one ends at most twice that after its connection.
 const (
-	burstConns   = 64
-	releaseDelay = 15 * time.Second
-	releaseEvery = 30 * time.Second
+	burstConns     = 64
+	idleWorkerTime = 5 * time.Second
+	releaseDelay   = 2*idleWorkerTime + 2*time.Second
 )
 
+// pendingRelease is the process's one release. Every burst end re-arms it,
+// so it comes releaseDelay after the latest one, whichever listener had it
+// (replicas in one process, as in local mode, share the memory they give
+// back), and at most once per releaseDelay however often bursts come.
+var pendingRelease = time.AfterFunc(time.Duration(math.MaxInt64), freeMemory)
+
 // A BurstRelease follows a listener's count of open connections, which its
-// owner keeps, and once the last connection of a burst has closed,
-// schedules freeMemory.
+// owner keeps, and once the last connection of a burst has closed, re-arms
+// the process's release.
 type BurstRelease struct {
-	afterBurst atomic.Bool // set at burstConns open, cleared once scheduled
-	timer      *time.Timer
-}
-
-// lastRelease is the UnixNano of the process's last scheduled release:
-// replicas in one process (local mode) share the memory they give back.
-var lastRelease atomic.Int64
-
-// NewBurstRelease returns a BurstRelease with nothing scheduled; Stop ends it.
-func NewBurstRelease() *BurstRelease {
-	return &BurstRelease{timer: time.AfterFunc(time.Duration(math.MaxInt64), freeMemory)}
+	afterBurst atomic.Bool // set at burstConns open, cleared when the burst ends
 }
 
 // Opened notes a new connection; open is the count with it.
@@ -43,23 +41,12 @@ func (b *BurstRelease) Opened(open int64) {
 	}
 }
 
-// Closed notes a closed connection; open is the count without it. If it was
-// the last one after a burst, it schedules the release.
+// Closed notes a closed connection; open is the count without it.
 func (b *BurstRelease) Closed(open int64) {
-	if open > 0 || !b.afterBurst.Load() {
-		return
+	if open == 0 && b.afterBurst.CompareAndSwap(true, false) {
+		pendingRelease.Reset(releaseDelay)
 	}
-	last := lastRelease.Load()
-	now := time.Now().UnixNano()
-	if time.Duration(now-last) < releaseEvery || !lastRelease.CompareAndSwap(last, now) {
-		return
-	}
-	b.afterBurst.Store(false)
-	b.timer.Reset(releaseDelay)
 }
-
-// Stop cancels a scheduled release.
-func (b *BurstRelease) Stop() { b.timer.Stop() }
 
 // freeMemory collects and returns free memory to the system, twice: the
 // first collection only moves what sync.Pool holds to its victim cache; the

@@ -193,7 +193,6 @@ func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
 		// fasthttp's Shutdown closes only a listener Serve has already
 		// taken up; one it has not must not stay open.
 		p.ln.Close()
-		p.ln.release.Stop()
 	}
 	for ; running > 0; running-- {
 		// A listener closed above, before Serve took it up, is a clean stop.
@@ -222,7 +221,7 @@ func (s *Server) port(handler fasthttp.RequestHandler, ln net.Listener, maxConns
 	if closing {
 		setCork(ln, true)
 	}
-	bounded := &boundedListener{Listener: ln, s: s, max: int64(maxConns), release: NewBurstRelease()}
+	bounded := &boundedListener{Listener: ln, s: s, max: int64(maxConns), release: new(BurstRelease)}
 	return port{ln: bounded, srv: &fasthttp.Server{
 		Handler:                      handler,
 		ErrorHandler:                 s.requestError,
@@ -230,6 +229,7 @@ func (s *Server) port(handler fasthttp.RequestHandler, ln net.Listener, maxConns
 		ReadTimeout:                  ReadTimeout,
 		WriteTimeout:                 WriteTimeout,
 		IdleTimeout:                  IdleTimeout,
+		MaxIdleWorkerDuration:        idleWorkerTime,
 		ReadBufferSize:               MaxHeaderBytes,
 		MaxRequestBodySize:           maxRequestBody,
 		NoDefaultServerHeader:        true,
