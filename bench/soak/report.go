@@ -19,7 +19,8 @@ type report struct {
 	nofile           int
 	windows          []window
 	probes           []probe
-	baseFDs, baseRSS int
+	baseFDs, baseRSS int // baseRSS: after the first round and its release
+	freshRSS         int // 3 s after start
 	peakFDs, peakRSS int
 	endFDs, endRSS   int
 	settled          bool
@@ -135,8 +136,8 @@ func (r *report) print(out io.Writer) {
 	for _, f := range r.failedOutside(10) {
 		fmt.Fprintf(out, "  failed outside: %s\n", f)
 	}
-	fmt.Fprintf(out, "descriptors: baseline %d, peak %d, end %d; RSS KiB: baseline %d, peak %d, end %d\n",
-		r.baseFDs, r.peakFDs, r.endFDs, r.baseRSS, r.peakRSS, r.endRSS)
+	fmt.Fprintf(out, "descriptors: baseline %d, peak %d, end %d; RSS KiB: fresh start %d, baseline (after round 1) %d, peak %d, end %d\n",
+		r.baseFDs, r.peakFDs, r.endFDs, r.freshRSS, r.baseRSS, r.peakRSS, r.endRSS)
 	back := "back to baseline"
 	if !r.settled {
 		back = "NOT back to baseline"
