@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -172,10 +173,17 @@ func openDescriptors(t *testing.T) int {
 // has accepted what the clients opened).
 func waitDescriptors(t *testing.T, n int) {
 	t.Helper()
+	waitOpenDescriptors(t, fmt.Sprintf("at least %d", n), func(open int) bool { return open >= n })
+}
+
+// waitOpenDescriptors waits up to 10 s for the count of open descriptors to
+// satisfy ok; want says what ok asks for.
+func waitOpenDescriptors(t *testing.T, want string, ok func(open int) bool) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for openDescriptors(t) < n {
+	for !ok(openDescriptors(t)) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d descriptors open, want %d", openDescriptors(t), n)
+			t.Fatalf("%d descriptors open, want %s", openDescriptors(t), want)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net"
 	"runtime"
 	"runtime/metrics"
@@ -29,7 +30,7 @@ func TestBurstGivesMemoryBack(t *testing.T) {
 		for _, c := range held {
 			c.Close()
 		}
-		waitDescriptorsBelow(t, fds+1)
+		waitOpenDescriptors(t, fmt.Sprintf("at most %d", fds), func(open int) bool { return open <= fds })
 		ended := time.Now()
 
 		deadline := ended.Add(releaseDelay + 15*time.Second)
@@ -53,16 +54,4 @@ func forcedCollections() uint64 {
 	s := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
-}
-
-// waitDescriptorsBelow waits until fewer than n descriptors are open.
-func waitDescriptorsBelow(t *testing.T, n int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for openDescriptors(t) >= n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d descriptors open, want fewer than %d", openDescriptors(t), n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
