@@ -93,8 +93,9 @@ func TestDrawKeepAliveHoldsOneConnectionPerWorker(t *testing.T) {
 	if len(s.Seq) != 100 {
 		t.Fatalf("%d outcomes, want 100", len(s.Seq))
 	}
-	if got := srv.conns.Load(); got != 3 {
-		t.Errorf("server saw %d connections from 3 kept-alive workers, want 3", got)
+	// A worker may never get to draw, when the others take all 100 first.
+	if got := srv.conns.Load(); got < 1 || got > 3 {
+		t.Errorf("server saw %d connections from 3 kept-alive workers, want at most one each", got)
 	}
 }
 
