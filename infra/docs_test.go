@@ -16,14 +16,7 @@ func TestDocsMatchTheConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path, r := renderClusterConfig(t, sampleCluster, sampleRegion, sampleVPC, sampleSubnet1, sampleSubnet2)
-	if r.code != 0 {
-		t.Fatalf("render-cluster-config.sh:\n%s", r)
-	}
-	cfg, err := loadLikeEksctl(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := sampleClusterConfig(t)
 	ng := cfg.ManagedNodeGroups[0]
 	major, minor, _ := strings.Cut(cfg.Metadata.Version, ".")
 	m, _ := strconv.Atoi(minor)

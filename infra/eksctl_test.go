@@ -74,7 +74,10 @@ func loadLikeEksctl(path string) (*api.ClusterConfig, error) {
 	return cfg, nil
 }
 
-func TestClusterConfigPassesEksctlValidation(t *testing.T) {
+// sampleClusterConfig renders the cluster config for the sample network and
+// loads it as eksctl create cluster would, validation included.
+func sampleClusterConfig(t *testing.T) *api.ClusterConfig {
+	t.Helper()
 	path, r := renderClusterConfig(t, sampleCluster, sampleRegion, sampleVPC, sampleSubnet1, sampleSubnet2)
 	if r.code != 0 {
 		t.Fatalf("render-cluster-config.sh:\n%s", r)
@@ -83,6 +86,11 @@ func TestClusterConfigPassesEksctlValidation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("eksctl rejects the rendered cluster.yaml: %v\n%s", err, r.stdout)
 	}
+	return cfg
+}
+
+func TestClusterConfigPassesEksctlValidation(t *testing.T) {
+	cfg := sampleClusterConfig(t)
 
 	meta := cfg.Metadata
 	if meta.Name != sampleCluster || meta.Region != sampleRegion {
@@ -250,14 +258,7 @@ func (a addonPods) names() []string {
 // the desired nodes hold every fortune replica plus the cluster's own pods,
 // and the maximum leaves room above that.
 func TestNodeGroupFitsTheFortunes(t *testing.T) {
-	path, r := renderClusterConfig(t, sampleCluster, sampleRegion, sampleVPC, sampleSubnet1, sampleSubnet2)
-	if r.code != 0 {
-		t.Fatalf("render-cluster-config.sh:\n%s", r)
-	}
-	cfg, err := loadLikeEksctl(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := sampleClusterConfig(t)
 	ng := cfg.ManagedNodeGroups[0]
 	limits, ok := eniLimits[ng.InstanceType]
 	if !ok {
@@ -312,14 +313,7 @@ func TestAutoscalerChartMatchesClusterVersion(t *testing.T) {
 	if tag == nil {
 		t.Fatal("deploy/helm/cluster-autoscaler-values.yaml: want image.tag vMAJOR.MINOR.PATCH")
 	}
-	path, r := renderClusterConfig(t, sampleCluster, sampleRegion, sampleVPC, sampleSubnet1, sampleSubnet2)
-	if r.code != 0 {
-		t.Fatalf("render-cluster-config.sh:\n%s", r)
-	}
-	cfg, err := loadLikeEksctl(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := sampleClusterConfig(t)
 	if string(tag[1]) != cfg.Metadata.Version {
 		t.Errorf("Cluster Autoscaler %s with Kubernetes %s: set image.tag in deploy/helm/cluster-autoscaler-values.yaml with the cluster version", tag[1], cfg.Metadata.Version)
 	}
