@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/omikuji/omikuji/internal/fortune"
 )
 
 // TestStrictHTTP: versions other than 1.0 and 1.1 get 505, header names
@@ -85,6 +87,37 @@ func TestEveryAnswerButADrawCloses(t *testing.T) {
 			out := raw(t, tc.addr, tc.first+last)
 			if got := strings.Count(out, "HTTP/1.1 "); got != want {
 				t.Errorf("keep-alive %v: %q then a draw: %d answers before the close, want %d", keepAlive, firstLine(tc.first), got, want)
+			}
+		}
+	}
+}
+
+// TestClosingAnswersFitASocketBuffer: where every answer closes its
+// connection, the draw port writes without a deadline, which is safe only
+// while each answer, status line and headers included, fits in a new
+// socket's send buffer (Linux: tcp_wmem's default, 16 KiB) with room for
+// the kernel's overhead per segment: at most half of it. The pod name is the
+// longest serve accepts (253 bytes, a DNS subdomain's limit), of the
+// character that escapes longest.
+func TestClosingAnswersFitASocketBuffer(t *testing.T) {
+	const newSocketSendBuffer = 16 << 10
+	for _, f := range fortune.Catalogue {
+		cfg := testConfig(f.ID, false)
+		cfg.Pod = strings.Repeat("&", 253)
+		r := start(t, New(cfg))
+		for _, request := range []string{
+			"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+			"GET / HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n",
+			"GET / HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n",
+			"GET /?format=" + strings.Repeat("%3C", 1000) + " HTTP/1.1\r\nHost: x\r\n\r\n",
+			"GET / HTTP/1.1\r\nHost: x\r\nAccept: image/png\r\n\r\n",
+		} {
+			out := raw(t, r.addr, request)
+			if !strings.HasPrefix(out, "HTTP/1.1 ") {
+				t.Fatalf("%s: %q: no answer: %q", f.ID, firstLine(request), out)
+			}
+			if len(out) > newSocketSendBuffer/2 {
+				t.Errorf("%s: %q: the answer is %d bytes, more than half a new socket's send buffer (%d)", f.ID, firstLine(request), len(out), newSocketSendBuffer)
 			}
 		}
 	}

@@ -42,7 +42,9 @@ const (
 const (
 	// ReadTimeout bounds a whole request: they have no body, so a client
 	// that has not sent one by then is stalling (slowloris) and is cut.
-	ReadTimeout  = 5 * time.Second
+	ReadTimeout = 5 * time.Second
+	// WriteTimeout bounds each write where answers can queue up behind a
+	// client that does not read: kept-alive draws and metrics.
 	WriteTimeout = 10 * time.Second
 	// IdleTimeout is for KeepAlive draws; above the usual cloud load
 	// balancer's 60 s, so that the balancer closes pooled connections.
@@ -157,7 +159,14 @@ func (s *Server) BeginShutdown() { s.draining.Store(true) }
 // nil. Run closes both listeners.
 func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
 	// Every answer closes its connection, except a draw under KeepAlive.
-	ports := []port{s.port(s.serve, ln, s.cfg.MaxConns, !s.cfg.KeepAlive)}
+	public := s.port(s.serve, ln, s.cfg.MaxConns, !s.cfg.KeepAlive)
+	if !s.cfg.KeepAlive {
+		// One answer per connection, at most half a new socket's send
+		// buffer: its write never waits on the client, so a write deadline
+		// would only cost every draw a timer (docs/decisions/0019-no-write-deadline-where-answers-close.md).
+		public.srv.WriteTimeout = 0
+	}
+	ports := []port{public}
 	metricsAddr := ""
 	if metrics != nil {
 		ports = append(ports, s.port(s.serveMetrics, metrics, metricsMaxConns, true))
@@ -228,6 +237,7 @@ func (s *Server) port(handler fasthttp.RequestHandler, ln net.Listener, maxConns
 		ConnState:                    bounded.connState,
 		ReadTimeout:                  ReadTimeout,
 		WriteTimeout:                 WriteTimeout,
+		LazyRequestTime:              true, // nothing reads a request's time: one clock read fewer per draw
 		IdleTimeout:                  IdleTimeout,
 		MaxIdleWorkerDuration:        idleWorkerTime,
 		ReadBufferSize:               MaxHeaderBytes,
