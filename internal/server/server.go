@@ -163,7 +163,8 @@ func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
 	if !s.cfg.KeepAlive {
 		// One answer per connection, at most half a new socket's send
 		// buffer: its write never waits on the client, so a write deadline
-		// would only cost every draw a timer (docs/decisions/0019-no-write-deadline-where-answers-close.md).
+		// would only cost every draw a timer
+		// (docs/decisions/0019-no-write-deadline-where-answers-close.md).
 		public.srv.WriteTimeout = 0
 	}
 	ports := []port{public}
