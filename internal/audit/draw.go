@@ -445,16 +445,6 @@ func describePath(path []string) string {
 	return strings.Join(path, ".")
 }
 
-// transportMessage is a transport error without the URL (which may carry
-// credentials), truncated.
-func transportMessage(err error) string {
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		err = uerr.Err
-	}
-	return truncate(err.Error())
-}
-
 // printable reports whether s is valid UTF-8 without control characters, so
 // that a backend's name is safe to print on a terminal.
 func printable(s string) bool {
