@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -14,8 +15,12 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
+
+// The client stage: one worker's draws, each ending as an Outcome, the
+// backend its answer names or the kind of failure.
 
 // A client makes one worker's draws: HTTP/1.1 written straight onto a
 // connection and read back with net/http's parser. net/http's Transport
@@ -77,7 +82,7 @@ func newClient(target string, o Options) (*client, error) {
 		c.tls = &tls.Config{ServerName: serverName, InsecureSkipVerify: o.Insecure, NextProtos: []string{"http/1.1"}} //nolint:gosec // --insecure, for self-signed test gateways
 	}
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: omikuji-draw\r\n", method, u.RequestURI(), host)
-	if o.Backend.Kind == "" || o.Backend.Kind == KindOmikuji || o.Backend.Kind == KindJSON {
+	if o.Backend.wantsJSON() {
 		b.WriteString("Accept: application/json\r\n")
 	}
 	if u.User != nil {
@@ -118,9 +123,9 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 }
 
 // interrupt stops the client for good: the draw under way fails at once
-// (its outcome is not recorded) and no later draw starts. Draw calls it when
-// the run's context is done: one callback per worker rather than one per
-// draw.
+// (its outcome is not recorded) and no later draw starts. The sampler calls
+// it when the run's context is done: one callback per worker rather than
+// one per draw.
 func (c *client) interrupt() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -248,4 +253,26 @@ func (c *client) try(ctx context.Context) Outcome {
 		return Outcome{Failure: FailBadBody, Err: fmt.Sprintf("answer longer than %d bytes", maxBody)}
 	}
 	return identify(c.o.Backend, resp.Header, body)
+}
+
+// classify names the kind of a transport error.
+func classify(err error) string {
+	var netErr net.Error
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var unknownAuthority x509.UnknownAuthorityError
+	var recordErr tls.RecordHeaderError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return FailRefused
+	case errors.As(err, &dnsErr):
+		return FailDNS
+	case errors.As(err, &certErr), errors.As(err, &unknownAuthority), errors.As(err, &recordErr):
+		return FailTLS
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return FailTimeout
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.EPIPE):
+		return FailReset
+	}
+	return FailOther
 }

@@ -108,7 +108,7 @@ const (
 func newHTMLView(r Report) htmlView {
 	v := htmlView{R: r, Verdict: strings.ToUpper(r.Verdict), Capped: r.BackendsCapped,
 		GroupWord: "group", PodWord: "backend"}
-	if r.BackendSpec == KindOmikuji && r.GroupSpec == "default" {
+	if r.FortuneGroups {
 		v.GroupWord, v.PodWord = "fortune", "pod"
 	}
 	v.Colour = map[string]string{Consistent: "#1b7f3b", Inconclusive: "#8a6d00", Inconsistent: "#b3261e", Unreachable: "#b3261e"}[r.Verdict]
@@ -181,10 +181,10 @@ func newHTMLView(r Report) htmlView {
 			ht.Result = "not applicable"
 			ht.Says = t.test.Note
 		case t.test.Passed:
-			ht.Result = "passes, " + formatP(t.test.PValue)
+			ht.Result = "passes, " + formatP(t.test.PValue, "=")
 			ht.Says = fmt.Sprintf("statistic %.2f on %d degrees of freedom; nothing shown wrong at alpha %g. %s", t.test.Statistic, t.test.DF, r.Alpha, t.test.Note)
 		default:
-			ht.Result = "FAILS, " + formatP(t.test.PValue)
+			ht.Result = "FAILS, " + formatP(t.test.PValue, "=")
 			ht.Says = fmt.Sprintf("%s: statistic %.2f on %d degrees of freedom. %s", capitalize(t.says), t.test.Statistic, t.test.DF, t.test.Note)
 		}
 		v.Tests = append(v.Tests, ht)

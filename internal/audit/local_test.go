@@ -30,15 +30,6 @@ func startLocal(t testing.TB, balancer string, keepAlive bool) *local.System {
 	return sys
 }
 
-// omikujiAudit is how the draw command judges omikuji with --expect expect.
-func omikujiAudit(o audit.Options, expect fortune.Counts, alpha float64) audit.Audit {
-	e, err := audit.ParseExpect(expect.String(), audit.BackendSpec{Kind: audit.KindOmikuji}, audit.GroupSpec{})
-	if err != nil {
-		panic(err)
-	}
-	return audit.Audit{Options: o, Expect: e, Alpha: alpha}
-}
-
 func drawFrom(t *testing.T, url string, o audit.Options, expect fortune.Counts) audit.Report {
 	t.Helper()
 	o.URL = url
@@ -49,7 +40,7 @@ func drawFrom(t *testing.T, url string, o audit.Options, expect fortune.Counts) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := audit.Analyze(s, omikujiAudit(o, expect, alpha))
+	r := audit.Analyze(s, audit.OmikujiAudit(o, expect, alpha))
 	if r.Failed != 0 {
 		t.Fatalf("%d draws failed: %v %v", r.Failed, r.Failures, r.FailureExamples)
 	}
@@ -83,7 +74,7 @@ func TestLocalRandomPassesTheAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := audit.Analyze(s, omikujiAudit(o, fortune.DefaultReplicas(), 1e-6)); r.Verdict != audit.Consistent {
+	if r := audit.Analyze(s, audit.OmikujiAudit(o, fortune.DefaultReplicas(), 1e-6)); r.Verdict != audit.Consistent {
 		t.Errorf("random balancer, -c 8: %s — %s %v", r.Verdict, r.Summary, r.LikelyCauses)
 	}
 }
@@ -164,7 +155,7 @@ func BenchmarkDraw(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if r := audit.Analyze(s, omikujiAudit(o, fortune.DefaultReplicas(), alpha)); r.Succeeded != n {
+			if r := audit.Analyze(s, audit.OmikujiAudit(o, fortune.DefaultReplicas(), alpha)); r.Succeeded != n {
 				b.Fatalf("%s: %d of %d draws failed: %v", url, r.Failed, n, r.FailureExamples)
 			}
 		}
