@@ -63,7 +63,9 @@ func startServe(t *testing.T, args ...string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
-	go func() { done <- run(ctx, append([]string{"serve", "--metrics-addr", "", "--drain", "0s", "--shutdown-timeout", "1s"}, args...), io.Discard, io.Discard) }()
+	go func() {
+		done <- run(ctx, append([]string{"serve", "--metrics-addr", "", "--drain", "0s", "--shutdown-timeout", "1s"}, args...), io.Discard, io.Discard)
+	}()
 	t.Cleanup(func() { cancel(); <-done })
 }
 
@@ -100,7 +102,7 @@ func TestDrawCountsEachAnswerAsItSaysAndReportsSharedNames(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q: %v\n%s", code, stderr, err, stdout)
 	}
 	counts := map[string]int{}
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		counts[row.ID] = row.Count
 	}
 	if r.Succeeded != 400 || counts["great-fortune"] < 120 || counts["misfortune"] < 120 || counts["great-fortune"]+counts["misfortune"] != 400 {

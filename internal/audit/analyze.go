@@ -45,7 +45,7 @@ type Report struct {
 	Expect          string            `json:"expect"`
 	Tests           []string          `json:"tests"`
 	Stopped         string            `json:"stopped,omitempty"`
-	Fortunes        []Row             `json:"fortunes"` // one per group
+	Groups          []Row             `json:"fortunes"` // one per group; the JSON keeps the word from when groups were always fortunes
 	Backends        []BackendRow      `json:"backends"`
 	BackendsSeen    int               `json:"backends_seen"`
 	BackendsWanted  int               `json:"backends_expected,omitempty"`
@@ -115,7 +115,7 @@ func measure(s Sample, a Audit) Report {
 		KeepAlive: a.KeepAlive, Alpha: a.Alpha, BackendSpec: a.Backend.String(), GroupSpec: a.Group.String(),
 		Expect: m.Expect.String(), Tests: tests, Stopped: s.Stopped, BackendsCapped: s.Capped,
 		Failures: maps.Clone(s.Failures), FailureExamples: maps.Clone(s.Examples), LikelyCauses: []string{},
-		Backends: []BackendRow{}, BackendsWanted: m.backendsWanted(), FortuneGroups: m.Fortunes,
+		Backends: []BackendRow{}, BackendsWanted: m.backendsWanted(), FortuneGroups: m.FortuneGroups,
 	}
 	if r.Failures == nil {
 		r.Failures, r.FailureExamples = map[string]int{}, map[string]string{}
@@ -130,8 +130,8 @@ func measure(s Sample, a Audit) Report {
 	rowOf := map[string]int{}
 	addRow := func(id string, weight int) {
 		if _, ok := rowOf[id]; !ok {
-			rowOf[id] = len(r.Fortunes)
-			r.Fortunes = append(r.Fortunes, Row{ID: id, Label: m.label(id), Weight: weight, PodNames: []string{}})
+			rowOf[id] = len(r.Groups)
+			r.Groups = append(r.Groups, Row{ID: id, Label: m.label(id), Weight: weight, PodNames: []string{}})
 		}
 	}
 	for _, g := range m.groups() {
@@ -147,10 +147,10 @@ func measure(s Sample, a Audit) Report {
 	for _, g := range slices.Compact(others) {
 		addRow(g, 0)
 	}
-	byGroup := make([][]int, len(r.Fortunes))
+	byGroup := make([][]int, len(r.Groups))
 	for _, b := range s.Backends {
 		g := rowOf[m.groupOf(b.Name, b.Group)]
-		row := &r.Fortunes[g]
+		row := &r.Groups[g]
 		row.Count += b.Count
 		row.PodNames = append(row.PodNames, b.Name)
 		byGroup[g] = append(byGroup[g], b.Count)
@@ -177,17 +177,17 @@ func measure(s Sample, a Audit) Report {
 		}
 	}
 
-	observed, weights := make([]int, len(r.Fortunes)), make([]int, len(r.Fortunes))
+	observed, weights := make([]int, len(r.Groups)), make([]int, len(r.Groups))
 	total := 0
-	for i := range r.Fortunes {
-		row := &r.Fortunes[i]
+	for i := range r.Groups {
+		row := &r.Groups[i]
 		slices.Sort(row.PodNames)
 		row.Pods = len(row.PodNames)
 		row.Weight = m.weight(row.Weight, row.Pods) // uniform: a group's share is its backends ÷ all backends
 		total += row.Weight
 	}
-	for i := range r.Fortunes {
-		row := &r.Fortunes[i]
+	for i := range r.Groups {
+		row := &r.Groups[i]
 		if total > 0 {
 			row.ExpectedShare = float64(row.Weight) / float64(total)
 		}

@@ -53,7 +53,7 @@ func (r *Report) oddsCauses() []string {
 	}
 	expected := 0
 	var missing, unexpected []string
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		if row.Weight > 0 {
 			expected++
 		}

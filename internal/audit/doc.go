@@ -39,7 +39,7 @@
 //
 // What an audit expects lives in one place, Model (expect.go), built by
 // NewModel from a BackendSpec, a GroupSpec and an Expectation. The Model
-// alone decides omikuji mode (Model.Fortunes, from fortuneMode) and what a
+// alone decides omikuji mode (Model.FortuneGroups, from fortuneMode) and what a
 // zero Expectation means (the catalogue for omikuji's fortunes, uniform
 // otherwise; a Watch's zero is uniform). measure asks it, and nothing else:
 //

@@ -204,18 +204,19 @@ func ParseTests(spec string) ([]string, error) {
 // it with NewModel; the analysis asks it, and nothing else, which group a
 // backend counts in, which groups to show and what each should weigh.
 type Model struct {
-	// Fortunes says that the groups are omikuji's fortunes, named by each
-	// answer: rows carry the catalogue's labels and every fortune is shown.
-	Fortunes bool
-	Group    GroupSpec
-	Expect   Expectation // never zero
+	// FortuneGroups says that the groups are omikuji's fortunes, named by
+	// each answer: rows carry the catalogue's labels and every fortune is
+	// shown.
+	FortuneGroups bool
+	Group         GroupSpec
+	Expect        Expectation // never zero
 }
 
 // NewModel resolves what an audit expects. A zero Expectation is the
 // default of the backend kind, the same as ParseExpect("").
 func NewModel(backend BackendSpec, group GroupSpec, expect Expectation) Model {
 	fortunes := fortuneMode(backend, group)
-	return Model{Fortunes: fortunes, Group: group, Expect: expect.or(defaultExpectation(fortunes))}
+	return Model{FortuneGroups: fortunes, Group: group, Expect: expect.or(defaultExpectation(fortunes))}
 }
 
 // groupOf is the group a backend counts in, given the group its answer
@@ -225,7 +226,7 @@ func (m Model) groupOf(backend, answered string) string { return m.Group.Of(back
 
 // label is a group's label: a fortune's kanji in fortune mode.
 func (m Model) label(group string) string {
-	if !m.Fortunes {
+	if !m.FortuneGroups {
 		return ""
 	}
 	if f, err := fortune.Lookup(group); err == nil {
@@ -247,7 +248,7 @@ func (m Model) groups() []GroupWeight {
 	for i, g := range m.Expect.Groups {
 		gs = append(gs, GroupWeight{g, m.Expect.Weights[i]})
 	}
-	if m.Fortunes {
+	if m.FortuneGroups {
 		for _, f := range fortune.Catalogue {
 			if !m.expects(f.ID) {
 				gs = append(gs, GroupWeight{f.ID, 0})

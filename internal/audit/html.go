@@ -114,7 +114,7 @@ func newHTMLView(r Report) htmlView {
 	v.Colour = map[string]string{Consistent: "#1b7f3b", Inconclusive: "#8a6d00", Inconsistent: "#b3261e", Unreachable: "#b3261e"}[r.Verdict]
 	// Share axis: up to the largest share or interval shown, rounded up.
 	top := 0.0
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		top = max(top, row.ExpectedShare, row.High, row.ObservedShare)
 	}
 	step := 0.1
@@ -130,14 +130,14 @@ func newHTMLView(r Report) htmlView {
 		v.Ticks = append(v.Ticks, htmlTick{X: x(s), Label: fmt.Sprintf("%.0f %%", 100*s)})
 	}
 	groupIndex := map[string]int{}
-	for i, row := range r.Fortunes {
+	for i, row := range r.Groups {
 		groupIndex[row.ID] = i
 		g := htmlGroup{ID: row.ID, Label: row.Label, Colour: groupColour(i, 0, 1), Y: 30 + i*shareRow,
 			Expected: x(row.ExpectedShare), Observed: x(row.ObservedShare) - shareX0, Low: x(row.Low), High: x(row.High),
 			Text: fmt.Sprintf("%.1f %% (expected %.1f %%)", 100*row.ObservedShare, 100*row.ExpectedShare)}
 		v.Groups = append(v.Groups, g)
 	}
-	v.ShareW, v.ShareH = int(shareX0+shareWidth)+190, 40+len(r.Fortunes)*shareRow
+	v.ShareW, v.ShareH = int(shareX0+shareWidth)+190, 40+len(r.Groups)*shareRow
 
 	// Backends, shaded within their group.
 	shade := map[string]int{}

@@ -59,7 +59,7 @@ func TestLocalRandomPassesTheAudit(t *testing.T) {
 		t.Errorf("3000 draws should test every fortune and pod: gof df %d, uniformity df %d, independence df %d", r.GoodnessOfFit.DF, r.Uniformity.DF, r.Independence.DF)
 	}
 	// Every replica answers, so the pods seen are the replica counts.
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		if f, _ := fortune.Lookup(row.ID); row.Pods != f.Replicas {
 			t.Errorf("%s: %d pods seen, %d replicas running", row.ID, row.Pods, f.Replicas)
 		}
@@ -103,14 +103,14 @@ func TestLocalKeepAlivePinsEachWorkerToOnePod(t *testing.T) {
 	sys := startLocal(t, local.Random, true)
 	r := drawFrom(t, sys.URL(), audit.Options{Draws: 300, Concurrency: 1, KeepAlive: true}, fortune.DefaultReplicas())
 	pods, fortunes := 0, 0
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		pods += row.Pods
 		if row.Count > 0 {
 			fortunes++
 		}
 	}
 	if pods != 1 || fortunes != 1 {
-		t.Errorf("one kept-alive connection saw %d pods and %d fortunes, want 1 and 1: %+v", pods, fortunes, r.Fortunes)
+		t.Errorf("one kept-alive connection saw %d pods and %d fortunes, want 1 and 1: %+v", pods, fortunes, r.Groups)
 	}
 	if r.GoodnessOfFit.Passed || r.GoodnessOfFit.PValue > 1e-10 || r.ExitCode() != 1 {
 		t.Errorf("300 draws of one fortune must fail the goodness of fit: %+v", r.GoodnessOfFit)
@@ -118,7 +118,7 @@ func TestLocalKeepAlivePinsEachWorkerToOnePod(t *testing.T) {
 
 	// Without keep-alive on our side, the same server still spreads draws.
 	spread := drawFrom(t, sys.URL(), audit.Options{Draws: 300, Concurrency: 1}, fortune.DefaultReplicas())
-	if pods := spread.Fortunes[2].Pods; pods < 4 {
+	if pods := spread.Groups[2].Pods; pods < 4 {
 		t.Errorf("new connections reached only %d small-fortune pods", pods)
 	}
 }

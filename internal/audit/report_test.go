@@ -71,7 +71,7 @@ func TestReportJSONSchema(t *testing.T) {
 			}
 		}
 	}
-	if empty := Analyze(Sample{}, omikujiAudit(o, fortune.DefaultReplicas(), 0.001)); empty.Fortunes[0].PodNames == nil {
+	if empty := Analyze(Sample{}, omikujiAudit(o, fortune.DefaultReplicas(), 0.001)); empty.Groups[0].PodNames == nil {
 		t.Errorf("pod_names must be [] rather than null when no pod answered")
 	}
 	for _, name := range []string{"goodness_of_fit", "independence"} {

@@ -45,7 +45,7 @@ func (r Report) WriteText(w io.Writer) error {
 	b.WriteString("\n")
 
 	labelWidth := 0
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		labelWidth = max(labelWidth, utf8.RuneCountInString(row.Label))
 	}
 	// Numbers are right-aligned by their formats, text left-aligned by
@@ -58,7 +58,7 @@ func (r Report) WriteText(w io.Writer) error {
 		groupWord, backendWord = "fortune", "pods"
 	}
 	fmt.Fprintf(tw, "%s\t%s\texpected\t%*s\tobserved\t%s\t\n", groupWord, padLabel("", labelWidth), cw, "count", backendWord)
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		fmt.Fprintf(tw, "%s\t%s\t%6.1f %%\t%*d\t%6.1f %%\t%4d\t%s\n",
 			row.ID, padLabel(row.Label, labelWidth), 100*row.ExpectedShare, cw, row.Count, 100*row.ObservedShare, row.Pods, bar(row.ObservedShare))
 	}

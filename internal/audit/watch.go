@@ -178,7 +178,7 @@ func (w Watch) Run(ctx context.Context) (Report, []Change) {
 		}
 		end := time.Now()
 		sum := WindowSummary{Window: n, Start: start.UTC(), End: end.UTC(), Draws: r.Drawn, Succeeded: r.Succeeded, Failures: r.Failures,
-			Groups: r.Fortunes, BackendsSeen: r.BackendsSeen, FitP: r.GoodnessOfFit.PValue, UniformP: r.Uniformity.PValue,
+			Groups: r.Groups, BackendsSeen: r.BackendsSeen, FitP: r.GoodnessOfFit.PValue, UniformP: r.Uniformity.PValue,
 			IndependenceP: r.Independence.PValue, Verdict: r.Verdict, Pass: r.Pass, Summary: r.Summary}
 		if previous != nil {
 			if c, changed := compareWindows(previous, counts, w.Alpha); changed {
@@ -258,10 +258,10 @@ func WriteLive(w io.Writer, r Report, changes []Change, colour bool, now time.Ti
 	fmt.Fprintf(&b, "omikuji draw --watch %s   %s\n", r.URL, now.UTC().Format("15:04:05 UTC"))
 	fmt.Fprintf(&b, "last %d draws (window %d), %d failed; %d backends answering\n\n", r.Drawn, r.Requested, r.Failed, r.BackendsSeen)
 	width := 0
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		width = max(width, len(row.ID))
 	}
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		fmt.Fprintf(&b, "%-*s %6.1f %% of %6.1f %% expected  %3d backend(s)  %s\n", width, row.ID, 100*row.ObservedShare, 100*row.ExpectedShare, row.Pods, bar(row.ObservedShare/2))
 	}
 	verdict := strings.ToUpper(r.Verdict)
