@@ -106,6 +106,7 @@ func newClient(target string, o Options) (*client, error) {
 type limitedConn struct {
 	conn net.Conn
 	n    int64
+	err  error // the connection's last read error
 }
 
 var errTooLong = errors.New("status line and headers longer than 64 KiB")
@@ -119,6 +120,9 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 	}
 	n, err := l.conn.Read(p)
 	l.n -= int64(n)
+	if err != nil {
+		l.err = err
+	}
 	return n, err
 }
 
@@ -143,6 +147,19 @@ func (c *client) publish(conn net.Conn) bool {
 	defer c.mu.Unlock()
 	c.live = conn
 	return !c.stopped
+}
+
+// readFinal reads the final answer, skipping interim 1xx answers (100
+// Continue, 103 Early Hints) as RFC 9110 asks of a client. 101 Switching
+// Protocols is final: it is not a draw's answer. Every interim answer counts
+// against the one 64 KiB bound on status lines and headers.
+func (c *client) readFinal(method string) (*http.Response, error) {
+	for {
+		resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+		if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, err
+		}
+	}
 }
 
 // A deadlineContext is ctx with a deadline but without a timer of its own:
@@ -219,15 +236,22 @@ func (c *client) try(ctx context.Context) Outcome {
 	if _, err := c.conn.Write(c.request); err != nil {
 		return Outcome{Failure: classify(err), Err: truncate(err.Error())}
 	}
-	c.limit.n = maxHeaderBytes
+	c.limit.n, c.limit.err = maxHeaderBytes, nil
 	method := http.MethodGet
 	if c.head {
 		method = http.MethodHead
 	}
-	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+	resp, err := c.readFinal(method)
 	if err != nil {
-		if errors.Is(err, errTooLong) {
+		var netErr net.Error
+		switch {
+		case errors.Is(err, errTooLong):
 			return Outcome{Failure: FailOther, Err: errTooLong.Error()}
+		case errors.As(c.limit.err, &netErr) && netErr.Timeout():
+			// The deadline hit inside the status line or headers: bufio
+			// hands on the partial line without the error, and net/http
+			// calls it malformed. It is a timeout.
+			return Outcome{Failure: FailTimeout, Err: truncate(c.limit.err.Error())}
 		}
 		return Outcome{Failure: classify(err), Err: truncate(err.Error())}
 	}
