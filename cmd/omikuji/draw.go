@@ -162,7 +162,8 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // runWatch draws until Ctrl-C: a live view redrawn in place on a terminal,
 // one JSON object per completed window otherwise; then the final report of
-// the last window of draws.
+// the last window of draws: on a terminal as text, on a pipe as one more
+// JSON line with --json, else as text on stderr.
 func runWatch(ctx context.Context, w audit.Watch, asJSON bool, htmlFile string, stdout, stderr io.Writer) int {
 	var outMu sync.Mutex
 	if isTerminal(stdout) {
@@ -187,15 +188,22 @@ func runWatch(ctx context.Context, w audit.Watch, asJSON bool, htmlFile string, 
 	if isTerminal(stdout) {
 		fmt.Fprint(stdout, "\x1b[H\x1b[2J")
 	}
+	// A pipe carries JSON lines only: the final report is one more line
+	// with --json, otherwise text on stderr
+	// (docs/decisions/0023-watch-on-a-pipe-prints-json-lines-only.md).
+	text := stdout
+	if !isTerminal(stdout) {
+		text = stderr
+	}
 	var err error
 	if asJSON {
 		err = json.NewEncoder(stdout).Encode(final)
 	} else {
-		err = final.WriteText(stdout)
+		err = final.WriteText(text)
 		if err == nil && len(changes) > 0 {
-			fmt.Fprintln(stdout, "Changes of the odds while watching:")
+			fmt.Fprintln(text, "Changes of the odds while watching:")
 			for _, c := range changes {
-				fmt.Fprintf(stdout, "  %s window %d: %s\n", c.At.Format(time.RFC3339), c.Window, c.Summary)
+				fmt.Fprintf(text, "  %s window %d: %s\n", c.At.Format(time.RFC3339), c.Window, c.Summary)
 			}
 		}
 	}

@@ -118,7 +118,7 @@ func TestDrawCountsEachAnswerAsItSaysAndReportsSharedNames(t *testing.T) {
 
 	page := filepath.Join(t.TempDir(), "report.html")
 	_, stdout, _ = drawCmd(append(flags, "--html", page)...)
-	if text := strings.Join(strings.Fields(stdout), " "); !strings.Contains(text, want) {
+	if text := strings.Join(strings.Fields(stdout), " "); !strings.Contains(text, want) || !strings.Contains(text, "same (as great-fortune) ") || !strings.Contains(text, "same (as misfortune) ") {
 		t.Errorf("the text report does not say it:\n%s", stdout)
 	}
 	html, err := os.ReadFile(page)

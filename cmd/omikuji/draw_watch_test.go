@@ -59,7 +59,8 @@ func TestWatchPrintsOneJSONObjectPerWindowAndNoticesScaling(t *testing.T) {
 		}
 		rest.WriteString(sc.Text() + "\n")
 	}
-	if len(windows) != 4 || stderr.String() != "" || strings.Contains(stdout.String(), "\x1b") {
+	// A pipe carries JSON lines only; the final text report goes to stderr.
+	if len(windows) != 4 || rest.Len() != 0 || strings.Contains(stdout.String(), "\x1b") {
 		t.Fatalf("exit %d, %d windows, stderr %q:\n%s", code, len(windows), stderr.String(), stdout.String())
 	}
 	// Windows 1 and 2 see two pods; window 3 is the first with four.
@@ -79,7 +80,7 @@ func TestWatchPrintsOneJSONObjectPerWindowAndNoticesScaling(t *testing.T) {
 		t.Errorf("the change is not described: %+v", windows[2].Change)
 	}
 	// Ctrl-C: the final report of the last 200 draws, with the change.
-	final := rest.String()
+	final := stderr.String()
 	if code != 0 || !strings.Contains(final, "200 draws from") || !strings.Contains(final, "4 backends answered") ||
 		!strings.Contains(final, "Changes of the odds while watching:") || !strings.Contains(final, "window 3: The odds changed") {
 		t.Errorf("exit %d, final report:\n%s", code, final)
@@ -106,5 +107,28 @@ func TestWatchFlags(t *testing.T) {
 	}
 	if requests.Load() != 0 {
 		t.Errorf("bad watch flags made %d requests", requests.Load())
+	}
+}
+
+// With --json, the final report is one more JSON line on the pipe, so that
+// `jq` reads all of stdout.
+func TestWatchWithJSONOnAPipeEndsWithTheReportAsOneLine(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := scalingServer(t, 1_000_000, 500, cancel) // two pods throughout
+	var stdout, stderr strings.Builder
+	code := run(ctx, []string{"draw", srv.URL, "--watch", "--json", "--rate", "2000", "--window", "200", "-c", "1", "--backend", "header:X-Pod"}, &stdout, &stderr)
+	lines := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
+	for i, line := range lines {
+		if !json.Valid([]byte(line)) {
+			t.Fatalf("stdout line %d is not JSON: %q", i+1, line)
+		}
+	}
+	var final audit.Report
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &final); err != nil || final.URL == "" || final.Drawn != 200 || len(lines) != 3 {
+		t.Errorf("exit %d, %d lines, last %+v (%v); stderr %q", code, len(lines), final, err, stderr.String())
+	}
+	if code != 0 || stderr.String() != "" {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}
 }

@@ -72,7 +72,15 @@ func (r Report) WriteText(w io.Writer) error {
 	b.WriteString("\n")
 	if len(r.Backends) > 0 {
 		parts := make([]string, 0, min(len(r.Backends), maxListedBackends))
+		shared := map[string]bool{}
+		for _, n := range r.SharedNames {
+			shared[n.Name] = true
+		}
 		for _, be := range r.Backends[:min(len(r.Backends), maxListedBackends)] {
+			if shared[be.Name] { // one name, several groups: say which is which
+				parts = append(parts, fmt.Sprintf("%s (as %s) %d", be.Name, be.Group, be.Count))
+				continue
+			}
 			parts = append(parts, fmt.Sprintf("%s %d", be.Name, be.Count))
 		}
 		more := ""

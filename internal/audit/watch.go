@@ -256,7 +256,11 @@ func listSome(names []string) string {
 func WriteLive(w io.Writer, r Report, changes []Change, colour bool, now time.Time) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "omikuji draw --watch %s   %s\n", r.URL, now.UTC().Format("15:04:05 UTC"))
-	fmt.Fprintf(&b, "last %d draws (window %d), %d failed; %d backends answering\n\n", r.Drawn, r.Requested, r.Failed, r.BackendsSeen)
+	if r.Drawn < r.Requested {
+		fmt.Fprintf(&b, "filling the first window (%d of %d), %d failed; %d backends answering\n\n", r.Drawn, r.Requested, r.Failed, r.BackendsSeen)
+	} else {
+		fmt.Fprintf(&b, "last %d draws (window %d), %d failed; %d backends answering\n\n", r.Drawn, r.Requested, r.Failed, r.BackendsSeen)
+	}
 	width := 0
 	for _, row := range r.Groups {
 		width = max(width, len(row.ID))
