@@ -7,6 +7,11 @@
 // against the one before). It prints a Markdown table.
 //
 //	go run ./bench/sequential [-runs 200] [-max 20000] [-alpha 0.001] [-seed 1]
+//	                          [-n 1000] [-window 150]
+//	                          [-fit-concentration C] [-uniform-concentration C]
+//
+// The concentrations default to the audit's (FitConcentration,
+// UniformConcentration); set them to compare priors.
 //
 // A fair balancer gives the false-alarm row: the share of runs that alarm
 // within -max draws (an alarm there is false).
@@ -19,6 +24,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/omikuji/omikuji/internal/audit"
 	"github.com/omikuji/omikuji/internal/audit/simulate"
 )
 
@@ -29,9 +35,11 @@ func main() {
 	seed := flag.Uint64("seed", 1, "seed of the first run")
 	fixedN := flag.Int("n", 1000, "draws per fixed-n test")
 	window := flag.Int("window", 150, "draws per window of the windowed test")
+	fitC := flag.Float64("fit-concentration", audit.FitConcentration, "the fit's Dirichlet prior concentration")
+	uniformC := flag.Float64("uniform-concentration", audit.UniformConcentration, "uniformity's Dirichlet prior weight per backend")
 	flag.Parse()
-	if *runs < 1 || *maxDraws < 1 || *alpha <= 0 || *alpha >= 1 || *fixedN < 2 || *window < 2 {
-		fmt.Fprintln(os.Stderr, "sequential: -runs, -max, -n and -window must be positive, -alpha in (0, 1)")
+	if *runs < 1 || *maxDraws < 1 || *alpha <= 0 || *alpha >= 1 || *fixedN < 2 || *window < 2 || *fitC <= 0 || *uniformC <= 0 {
+		fmt.Fprintln(os.Stderr, "sequential: -runs, -max, -n, -window and the concentrations must be positive, -alpha in (0, 1)")
 		os.Exit(2)
 	}
 	type judge struct {
@@ -39,11 +47,11 @@ func main() {
 		new  func(simulate.Scenario) simulate.Judge
 	}
 	judges := []judge{
-		{"anytime-valid", func(s simulate.Scenario) simulate.Judge { return simulate.NewAnytime(s, *alpha) }},
+		{"anytime-valid", func(s simulate.Scenario) simulate.Judge { return simulate.NewAnytimeWith(s, *alpha, *fitC, *uniformC) }},
 		{fmt.Sprintf("fixed n = %d", *fixedN), func(s simulate.Scenario) simulate.Judge { return simulate.NewFixed(s, *fixedN, *alpha) }},
 		{fmt.Sprintf("windowed, %d", *window), func(s simulate.Scenario) simulate.Judge { return simulate.NewWindowed(s, *window, *alpha) }},
 	}
-	fmt.Printf("Median draws to the first alarm over %d seeded runs (at most %d draws each), alpha %g; in brackets the runs that alarmed.\n\n", *runs, *maxDraws, *alpha)
+	fmt.Printf("Median draws to the first alarm over %d seeded runs (at most %d draws each), alpha %g, prior concentrations %g (fit) and %g (uniformity); in brackets the runs that alarmed.\n\n", *runs, *maxDraws, *alpha, *fitC, *uniformC)
 	fmt.Print("| scenario |")
 	for _, j := range judges {
 		fmt.Printf(" %s |", j.name)

@@ -156,14 +156,21 @@ type Anytime struct {
 	seen         int
 }
 
-// NewAnytime is an anytime-valid judge for the scenario's pods.
+// NewAnytime is an anytime-valid judge for the scenario's pods, with the
+// audit's prior concentrations.
 func NewAnytime(s Scenario, alpha float64) *Anytime {
+	return NewAnytimeWith(s, alpha, audit.FitConcentration, audit.UniformConcentration)
+}
+
+// NewAnytimeWith is an anytime-valid judge with other prior
+// concentrations, to compare them.
+func NewAnytimeWith(s Scenario, alpha, fitConcentration, uniformConcentration float64) *Anytime {
 	w := make([]float64, len(s.Expected))
 	for i, x := range s.Expected {
 		w[i] = float64(x)
 	}
-	a := &Anytime{Alpha: alpha, Fit: audit.NewSequentialFit(w, audit.FitConcentration),
-		Uniform: audit.NewSequentialUniformity(audit.UniformConcentration), Independence: audit.NewSequentialIndependence(),
+	a := &Anytime{Alpha: alpha, Fit: audit.NewSequentialFit(w, fitConcentration),
+		Uniform: audit.NewSequentialUniformity(uniformConcentration), Independence: audit.NewSequentialIndependence(),
 		podGroup: s.PodGroup, number: make([]int, len(s.PodGroup))}
 	for i := range a.number {
 		a.number[i] = -1
