@@ -54,17 +54,18 @@ func bound(alpha float64, runs int) float64 {
 
 func TestCalibrationAnytimeValid(t *testing.T) {
 	s := Fair()
-	maxLog := make([][3]float64, calibrationRuns) // fit, uniformity, independence
+	pValues := make([][3]float64, calibrationRuns) // fit, uniformity, independence: the smallest of the run
 	parallel(calibrationRuns, func(r int) {
 		a := NewAnytime(s, 0) // never alarms: run all the draws
 		Run(s, a, calibrationDraws, rngFor(r))
-		maxLog[r] = [3]float64{a.Fit.MaxLogE(), a.Uniform.MaxLogE(), a.Independence.MaxLogE()}
+		fit, uniform, independence := a.Audit.PValues()
+		pValues[r] = [3]float64{fit, uniform, independence}
 	})
 	for _, alpha := range []float64{0.01, 0.001} {
 		var alarms [3]int
-		for _, m := range maxLog {
-			for i, x := range m {
-				if x >= -math.Log(alpha) {
+		for _, m := range pValues {
+			for i, p := range m {
+				if p <= alpha {
 					alarms[i]++
 				}
 			}

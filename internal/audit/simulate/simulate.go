@@ -144,34 +144,31 @@ func Run(s Scenario, j Judge, max int, rng *rand.Rand) int {
 	return 0
 }
 
-// Anytime judges with the three e-processes after every draw; it alarms
-// when any of them reaches 1/Alpha.
+// Anytime judges with the audit's anytime-valid tests after every draw;
+// it alarms when any of them reaches 1/Alpha.
 type Anytime struct {
-	Alpha        float64
-	Fit          *audit.SequentialFit
-	Uniform      *audit.SequentialUniformity
-	Independence *audit.SequentialIndependence
-	podGroup     []int
-	number       []int // each pod's backend number in order of appearance, −1 before
-	seen         int
+	Alpha    float64
+	Audit    *audit.Anytime
+	podGroup []int
+	number   []int // each pod's backend number in order of appearance, −1 before
+	seen     int
 }
 
 // NewAnytime is an anytime-valid judge for the scenario's pods, with the
 // audit's prior concentrations.
 func NewAnytime(s Scenario, alpha float64) *Anytime {
-	return NewAnytimeWith(s, alpha, audit.FitConcentration, audit.UniformConcentration)
+	return NewAnytimeWith(s, alpha, 0, 0)
 }
 
 // NewAnytimeWith is an anytime-valid judge with other prior
-// concentrations, to compare them.
+// concentrations, to compare them (0: the audit's).
 func NewAnytimeWith(s Scenario, alpha, fitConcentration, uniformConcentration float64) *Anytime {
 	w := make([]float64, len(s.Expected))
 	for i, x := range s.Expected {
 		w[i] = float64(x)
 	}
-	a := &Anytime{Alpha: alpha, Fit: audit.NewSequentialFit(w, fitConcentration),
-		Uniform: audit.NewSequentialUniformity(uniformConcentration), Independence: audit.NewSequentialIndependence(),
-		podGroup: s.PodGroup, number: make([]int, len(s.PodGroup))}
+	a := &Anytime{Alpha: alpha, podGroup: s.PodGroup, number: make([]int, len(s.PodGroup)),
+		Audit: audit.NewAnytime(audit.AnytimeOptions{Weights: w, Alpha: alpha, FitConcentration: fitConcentration, UniformConcentration: uniformConcentration})}
 	for i := range a.number {
 		a.number[i] = -1
 	}
@@ -184,11 +181,9 @@ func (a *Anytime) Observe(pod int) bool {
 		a.number[pod] = a.seen
 		a.seen++
 	}
-	g := a.podGroup[pod]
-	a.Fit.Observe(g)
-	a.Uniform.Observe(g, pod)
-	a.Independence.Observe(a.number[pod])
-	return a.Fit.Rejects(a.Alpha) || a.Uniform.Rejects(a.Alpha) || a.Independence.Rejects(a.Alpha)
+	a.Audit.Observe(a.podGroup[pod], a.number[pod])
+	fit, uniform, independence := a.Audit.PValues()
+	return min(fit, uniform, independence) <= a.Alpha
 }
 
 // Fixed judges every block of N draws with the chi-square tests of
