@@ -16,7 +16,6 @@ type Anytime struct {
 	uniform      *SequentialUniformity
 	independence *SequentialIndependence
 	groups       []int // draws per group, also in uniform mode
-	backends     int   // backends numbered so far
 	draws        int
 }
 
