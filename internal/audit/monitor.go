@@ -3,7 +3,6 @@ package audit
 import (
 	"fmt"
 	"math"
-	"slices"
 )
 
 // A Monitor runs the anytime-valid audit over a watch that may never end.
@@ -22,14 +21,15 @@ import (
 // draws in a row about once in 1/(p·(1−p)^r) draws, and the gap that
 // counts as gone is the r that makes that ChangeRunLength.
 type Monitor struct {
-	opts     AnytimeOptions
-	warmup   int
-	current  *Anytime
-	number   map[int]int // backend → its number since the start
-	lastSeen map[int]int // backend → the draw (since the start) it last answered
-	counts   map[int]int // backend → draws since the start
-	draws    int         // since the start
-	checked  int         // draws at the last check for silent backends
+	opts    AnytimeOptions
+	warmup  int
+	current *Anytime
+	// By backend: its number since the start (−1: not seen since), the
+	// draw (since the start) it last answered, its draws since the start.
+	number, lastSeen, counts []int
+	seen                     int // backends seen since the start
+	draws                    int // since the start
+	checked                  int // draws at the last check for silent backends
 }
 
 // ChangeRunLength is the average number of draws between false endpoint
@@ -78,17 +78,22 @@ func NewMonitor(o AnytimeOptions, warmup int) *Monitor {
 
 func (m *Monitor) restart() {
 	m.current = NewAnytime(m.opts)
-	m.number, m.lastSeen, m.counts = map[int]int{}, map[int]int{}, map[int]int{}
-	m.draws, m.checked = 0, 0
+	for b := range m.number {
+		m.number[b], m.lastSeen[b], m.counts[b] = -1, 0, 0
+	}
+	m.seen, m.draws, m.checked = 0, 0, 0
 }
 
-// Observe adds a successful draw of backend b (any number that names it
-// for the whole watch) in group g. It returns a Restart when the tests
+// Observe adds a successful draw of backend b (a number ≥ 0 that names it
+// for the whole watch, such as its index in the sample) in group g. It returns a Restart when the tests
 // start again at this draw: after an alarm of a deciding test (tests; nil:
 // all) or an endpoint change. The draw that shows a new backend is the
 // first of the new start.
 func (m *Monitor) Observe(g, b int, tests []string) *Restart {
-	if _, ok := m.number[b]; !ok && m.draws >= m.warmup {
+	for b >= len(m.number) {
+		m.number, m.lastSeen, m.counts = append(m.number, -1), append(m.lastSeen, 0), append(m.counts, 0)
+	}
+	if m.number[b] < 0 && m.draws >= m.warmup {
 		r := &Restart{Draws: m.draws, Result: m.current.Result(), New: []int{b}}
 		m.restart()
 		m.observe(g, b)
@@ -106,12 +111,11 @@ func (m *Monitor) Observe(g, b int, tests []string) *Restart {
 		m.checked = m.draws
 		var gone []int
 		for b, last := range m.lastSeen {
-			if m.silentTooLong(m.counts[b], m.draws-last) {
+			if m.number[b] >= 0 && m.silentTooLong(m.counts[b], m.draws-last) {
 				gone = append(gone, b)
 			}
 		}
 		if len(gone) > 0 {
-			slices.Sort(gone)
 			r := &Restart{Draws: m.draws, Result: m.current.Result(), Gone: gone}
 			m.restart()
 			return r
@@ -121,12 +125,11 @@ func (m *Monitor) Observe(g, b int, tests []string) *Restart {
 }
 
 func (m *Monitor) observe(g, b int) {
-	n, ok := m.number[b]
-	if !ok {
-		n = len(m.number)
-		m.number[b] = n
+	if m.number[b] < 0 {
+		m.number[b] = m.seen
+		m.seen++
 	}
-	m.current.Observe(g, n)
+	m.current.Observe(g, m.number[b])
 	m.draws++
 	m.lastSeen[b] = m.draws
 	m.counts[b]++

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/omikuji/omikuji/internal/audit"
 )
 
 // Calibration, as a user watching a fair balancer forever would meet it:
@@ -52,20 +54,44 @@ func bound(alpha float64, runs int) float64 {
 	return alpha + 4*math.Sqrt(alpha*(1-alpha)/float64(runs))
 }
 
+// The watch's anytime-valid audit (audit.Monitor) on fair runs: per test,
+// the share of runs whose always-valid p-value ever fell to alpha, and the
+// endpoint changes it saw where there were none.
 func TestCalibrationAnytimeValid(t *testing.T) {
 	s := Fair()
+	w := make([]float64, len(s.Expected))
+	for i, x := range s.Expected {
+		w[i] = float64(x)
+	}
 	pValues := make([][3]float64, calibrationRuns) // fit, uniformity, independence: the smallest of the run
+	changes := make([]int, calibrationRuns)
 	parallel(calibrationRuns, func(r int) {
-		a := NewAnytime(s, 0) // never alarms: run all the draws
-		Run(s, a, calibrationDraws, rngFor(r))
-		fit, uniform, independence := a.Audit.PValues()
-		pValues[r] = [3]float64{fit, uniform, independence}
+		m := audit.NewMonitor(audit.AnytimeOptions{Weights: w, Alpha: 0}, 150) // alpha 0: no alarm ends the run
+		b, rng := s.Balancer(), rngFor(r)
+		for range calibrationDraws {
+			pod := b.Next(rng)
+			if m.Observe(s.PodGroup[pod], pod, nil) != nil {
+				changes[r]++
+			}
+		}
+		if changes[r] == 0 {
+			res := m.Current()
+			pValues[r] = [3]float64{res.Fit.PValue, res.Uniformity.PValue, res.Independence.PValue}
+		}
 	})
+	falseChanges := 0
+	for _, c := range changes {
+		falseChanges += c
+	}
+	t.Logf("endpoint changes seen in %d fair draws: %d", calibrationRuns*calibrationDraws, falseChanges)
+	if falseChanges > 1 { // one is expected in 10⁹ draws
+		t.Errorf("%d false endpoint changes in %d draws", falseChanges, calibrationRuns*calibrationDraws)
+	}
 	for _, alpha := range []float64{0.01, 0.001} {
 		var alarms [3]int
-		for _, m := range pValues {
+		for r, m := range pValues {
 			for i, p := range m {
-				if p <= alpha {
+				if changes[r] > 0 || p <= alpha { // a run cut by a false change counts against the tests
 					alarms[i]++
 				}
 			}
