@@ -51,7 +51,8 @@ func main() {
 		{fmt.Sprintf("fixed n = %d", *fixedN), func(s simulate.Scenario) simulate.Judge { return simulate.NewFixed(s, *fixedN, *alpha) }},
 		{fmt.Sprintf("windowed, %d", *window), func(s simulate.Scenario) simulate.Judge { return simulate.NewWindowed(s, *window, *alpha) }},
 	}
-	fmt.Printf("Median draws to the first alarm over %d seeded runs (at most %d draws each), alpha %g, prior concentrations %g (fit) and %g (uniformity); in brackets the runs that alarmed.\n\n", *runs, *maxDraws, *alpha, *fitC, *uniformC)
+	fmt.Printf("Median draws to the first alarm over %d seeded runs (at most %d draws each), alpha %g, prior concentrations %g (fit) and %g (uniformity); in brackets the runs that alarmed within %d draws, and within %d.\n\n",
+		*runs, *maxDraws, *alpha, *fitC, *uniformC, *maxDraws, *fixedN)
 	fmt.Print("| scenario |")
 	for _, j := range judges {
 		fmt.Printf(" %s |", j.name)
@@ -74,10 +75,13 @@ func main() {
 				at = append(at, n)
 			}
 			slices.Sort(at)
-			alarmed := 0
+			alarmed, early := 0, 0
 			for _, n := range at {
 				if n <= *maxDraws {
 					alarmed++
+				}
+				if n <= *fixedN {
+					early++
 				}
 			}
 			median := at[(len(at)-1)/2]
@@ -85,7 +89,7 @@ func main() {
 			if median > *maxDraws {
 				cell = fmt.Sprintf("> %d", *maxDraws)
 			}
-			fmt.Printf(" %s (%d %%) |", cell, 100*alarmed / *runs)
+			fmt.Printf(" %s (%d %%, %d %%) |", cell, 100*alarmed / *runs, 100*early / *runs)
 		}
 		fmt.Println()
 	}
