@@ -215,3 +215,26 @@ func (r AnytimeResult) Narrow(precision float64) bool {
 	}
 	return true
 }
+
+// Replay runs an Anytime audit over a finished sample's draws in the order
+// they started: seq holds an index into the backends for each draw, or a
+// negative number for a failed one; groupOf gives each backend's group
+// index. It is what a report shows beside its fixed-n tests.
+func Replay(o AnytimeOptions, seq []int32, groupOf []int) AnytimeResult {
+	a := NewAnytime(o)
+	number := make([]int, len(groupOf))
+	for i := range number {
+		number[i] = -1
+	}
+	seen := 0
+	for _, b := range seq {
+		if b < 0 {
+			continue
+		}
+		if number[b] < 0 {
+			number[b], seen = seen, seen+1
+		}
+		a.Observe(groupOf[b], number[b])
+	}
+	return a.Result()
+}

@@ -87,3 +87,18 @@ func TestAnytimeUniformModeAndImpossibleGroups(t *testing.T) {
 		t.Errorf("JSON: %v", err)
 	}
 }
+
+func TestReplayNumbersBackendsInStartOrder(t *testing.T) {
+	// Backends indexed in answer order (2 answered first), failed draws
+	// marked -1: the replay numbers them as the draws started.
+	seq := []int32{0, -1, 1, 2, 0, 1, 2, -1}
+	groupOf := []int{0, 0, 1}
+	got := Replay(AnytimeOptions{Weights: []float64{2, 1}, Alpha: 0.01}, seq, groupOf)
+	a := NewAnytime(AnytimeOptions{Weights: []float64{2, 1}, Alpha: 0.01})
+	for _, d := range [][2]int{{0, 0}, {0, 1}, {1, 2}, {0, 0}, {0, 1}, {1, 2}} {
+		a.Observe(d[0], d[1])
+	}
+	if want := a.Result(); got.Draws != 6 || got.Fit != want.Fit || got.Independence != want.Independence || got.Shares[1] != want.Shares[1] {
+		t.Errorf("replay %+v, want %+v", got, want)
+	}
+}
