@@ -1,6 +1,9 @@
 package audit
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // An Anytime audit runs the three e-processes of sequential.go on a stream
 // of successful draws and says what they show: always-valid p-values and
@@ -120,6 +123,7 @@ type AnytimeTest struct {
 
 // A ShareInterval is one group's time-uniform confidence sequence.
 type ShareInterval struct {
+	ID       string  `json:"id"` // the group's, as in the report's rows
 	Expected float64 `json:"expected_share"`
 	Observed float64 `json:"observed_share"`
 	Low      float64 `json:"low"`
@@ -173,19 +177,21 @@ func (a *Anytime) Result() AnytimeResult {
 // Decided says whether a deciding test has found a fault: fit, uniform or
 // independence as named in tests (nil: all).
 func (r AnytimeResult) Decided(tests []string) bool {
-	deciding := func(name string) bool {
-		if tests == nil {
+	return (decides("fit", tests) && r.Fit.Rejected) || (decides("uniform", tests) && r.Uniformity.Rejected) ||
+		(decides("independence", tests) && r.Independence.Rejected)
+}
+
+// decides says whether the test called name decides, by tests (nil: all).
+func decides(name string, tests []string) bool {
+	if tests == nil {
+		return true
+	}
+	for _, t := range tests {
+		if t == name {
 			return true
 		}
-		for _, t := range tests {
-			if t == name {
-				return true
-			}
-		}
-		return false
 	}
-	return (deciding("fit") && r.Fit.Rejected) || (deciding("uniform") && r.Uniformity.Rejected) ||
-		(deciding("independence") && r.Independence.Rejected)
+	return false
 }
 
 // Within says whether every share's confidence sequence lies within
@@ -237,4 +243,13 @@ func Replay(o AnytimeOptions, seq []int32, groupOf []int) AnytimeResult {
 		a.Observe(groupOf[b], number[b])
 	}
 	return a.Result()
+}
+
+// points says a share's half-width in percentage points: "1 point",
+// "0.5 points".
+func points(share float64) string {
+	if p := 100 * share; p != 1 {
+		return fmt.Sprintf("%g points", p)
+	}
+	return "1 point"
 }

@@ -3,6 +3,7 @@ package audit
 import (
 	"fmt"
 	"math"
+	"strings"
 )
 
 // A Monitor runs the anytime-valid audit over a watch that may never end.
@@ -154,3 +155,11 @@ func (m *Monitor) Current() AnytimeResult { return m.current.Result() }
 
 // Draws is the number of draws since the last start.
 func (m *Monitor) Draws() int { return m.draws }
+
+// listSome lists names, at most five of them.
+func listSome(names []string) string {
+	if len(names) > 5 {
+		return strings.Join(names[:5], ", ") + fmt.Sprintf(" and %d more", len(names)-5)
+	}
+	return strings.Join(names, ", ")
+}
