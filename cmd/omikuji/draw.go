@@ -223,7 +223,7 @@ func runWatch(ctx context.Context, w audit.Watch, asJSON bool, htmlFile string, 
 					fmt.Fprintln(stdout, kind.heading)
 					heading = true
 				}
-				fmt.Fprintf(stdout, "  %s window %d: %s\n", c.At.Format(time.RFC3339), c.Window, c.Summary)
+				fmt.Fprintf(stdout, "  %s window %d: %s\n", c.At.Format(time.RFC3339), c.Window, c.Text())
 			}
 		}
 	}

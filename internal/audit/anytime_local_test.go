@@ -66,3 +66,23 @@ func TestDrawUntilDecided(t *testing.T) {
 		t.Logf("%s: %d draws, %s: %s", tc.balancer, r.Drawn, r.Verdict, r.Summary)
 	}
 }
+
+// A fault that stays alarms again and again; the watch's list keeps one
+// entry that counts them.
+func TestWatchCountsRepeatedAlarms(t *testing.T) {
+	sys := startLocal(t, local.RoundRobin, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	windows := 0
+	w := audit.Watch{Audit: audit.Audit{Options: audit.Options{URL: sys.URL(), Concurrency: 1, Timeout: 5 * time.Second, Rate: 5000}, Alpha: alpha},
+		Window: audit.DefaultWindow,
+		Completed: func(audit.WindowSummary) {
+			if windows++; windows == 3 {
+				cancel()
+			}
+		}}
+	_, changes := w.Run(ctx)
+	if len(changes) != 1 || changes[0].Count < 15 || !strings.Contains(changes[0].Text(), "times in a row") {
+		t.Errorf("450 draws of round-robin: %+v", changes)
+	}
+}

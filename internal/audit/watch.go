@@ -41,6 +41,18 @@ type Change struct {
 	// alarm, the smallest always-valid p-value of the deciding tests.
 	PValue  float64 `json:"p_value"`
 	Summary string  `json:"summary"`
+	// Count is, in the list a watch returns, how many alarms in a row
+	// this entry stands for (one alarm like it after another).
+	Count int       `json:"count,omitempty"`
+	Last  time.Time `json:"last,omitzero"` // the last of them
+}
+
+// Text is the change's summary, with how many times in a row it came.
+func (c Change) Text() string {
+	if c.Count > 1 {
+		return fmt.Sprintf("%s (%d times in a row, the last at %s)", c.Summary, c.Count, c.Last.Format("15:04:05"))
+	}
+	return c.Summary
 }
 
 // Kinds of Change.
@@ -137,6 +149,7 @@ func (w Watch) Run(ctx context.Context) (Report, []Change) {
 		succeeded int      // successful draws so far
 		alarmAt   = -1     // succeeded at the last alarm
 		lastAlarm Change
+		alarmKey  string // which tests rejected at the last alarm
 	)
 	judgeRing := func() Report {
 		mu.Lock()
@@ -216,7 +229,17 @@ func (w Watch) Run(ctx context.Context) (Report, []Change) {
 						Summary: fmt.Sprintf("Alarm after %d draws: %s. The anytime-valid tests restarted.", rs.Draws, rejectedNames(rs.Result, tests))}
 					alarmAt = succeeded
 					windowAlarms = append(windowAlarms, lastAlarm)
-					changes = append(changes, lastAlarm)
+					// A fault that stays alarms again and again: one entry
+					// counts them, so that the list stays short.
+					key := fmt.Sprint(rs.Result.Fit.Rejected, rs.Result.Uniformity.Rejected, rs.Result.Independence.Rejected)
+					if last := len(changes) - 1; last >= 0 && changes[last].Kind == KindAlarm && key == alarmKey {
+						changes[last].Count++
+						changes[last].Last = lastAlarm.At
+					} else {
+						lastAlarm.Count = 1
+						changes = append(changes, lastAlarm)
+					}
+					alarmKey = key
 				} else {
 					windowChanged = append(windowChanged, rs.Reason(func(b int) string { return names[b] }))
 				}
@@ -345,7 +368,7 @@ func WriteLive(w io.Writer, r Report, changes []Change, colour bool, now time.Ti
 	if len(changes) > 0 {
 		b.WriteString("\nAlarms and changes (each restarts the anytime-valid tests):\n")
 		for _, c := range changes[max(0, len(changes)-5):] {
-			fmt.Fprintf(&b, "%s\n", wrap(c.At.Format("15:04:05")+" "+c.Summary, "  ", "    "))
+			fmt.Fprintf(&b, "%s\n", wrap(c.At.Format("15:04:05")+" "+c.Text(), "  ", "    "))
 		}
 	}
 	b.WriteString("\nCtrl-C ends with the final report.\n")
