@@ -23,7 +23,7 @@ func ParseUntil(spec string) (string, error) {
 // DrawUntil draws as Draw does, and stops early once the anytime-valid
 // tests say so: with a.Until, when a deciding test rejects; with
 // a.Precision, when every group's confidence sequence lies within
-// ±Precision of its expected share, or all are narrower than that. The
+// ±Precision of its expected share (or a deciding test rejects). The
 // sample says why it stopped. Without either it is Draw.
 func DrawUntil(ctx context.Context, a Audit) (Sample, error) {
 	if a.Until == "" && a.Precision <= 0 {
@@ -58,11 +58,8 @@ func DrawUntil(ctx context.Context, a Audit) (Sample, error) {
 			}
 		}
 		if decided == "" && a.Precision > 0 && n%precisionEvery == 0 {
-			switch r := av.Result(); {
-			case r.Within(a.Precision):
+			if av.Result().Within(a.Precision) {
 				decided = fmt.Sprintf("after %d successful draws every share is within ±%s of expected", n, points(a.Precision))
-			case r.Narrow(a.Precision):
-				decided = fmt.Sprintf("after %d successful draws every share is known to ±%s", n, points(a.Precision))
 			}
 		}
 		if decided != "" {

@@ -103,7 +103,11 @@ func (r *Report) judgeAnytime() {
 		r.Summary = fmt.Sprintf("The balancer is not drawing the lot fairly, shown by anytime-valid tests after %d draws: %s.", a.Draws, strings.Join(wrong, ", and "))
 	case r.Precision > 0 && !within:
 		r.Verdict = Inconclusive
-		r.Summary = fmt.Sprintf("Nothing shown wrong in %d draws (%s), but not every share is known to lie within ±%s of expected: see the confidence sequences; draw more (-n) or ask less (--precision).", a.Draws, strings.Join(passed, ", "), points(r.Precision))
+		more := "draw more (-n) or ask less (--precision)"
+		if a.Narrow(r.Precision) {
+			more = "they are that narrow, so a share is off by more than that or close to it"
+		}
+		r.Summary = fmt.Sprintf("Nothing shown wrong in %d draws (%s), but not every share is known to lie within ±%s of expected: see the confidence sequences; %s.", a.Draws, strings.Join(passed, ", "), points(r.Precision), more)
 	case within:
 		r.Verdict = Consistent
 		r.Guarantee = fmt.Sprintf("every share is within ±%s of expected, at %g %% confidence", points(r.Precision), 100*a.Confidence)
