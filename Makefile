@@ -19,8 +19,9 @@ test: lint test-unit test-deploy test-infra fuzz ## every offline test (what a n
 lint: ## gofmt, go vet and staticcheck in every module
 	scripts/lint.sh
 
-test-unit: ## the product module, with the race detector
+test-unit: ## the product module, with the race detector; then the statistics' calibration without it
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run Calibration ./internal/audit/simulate
 
 test-deploy: ## kustomize builds, strict decoding, Pod Security, invariants, kube-score
 	cd deploy && $(GO) test -count=1 -timeout 20m ./...

@@ -64,6 +64,8 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	watch := fs.Bool("watch", false, "draw continuously and judge each --window; live view on a terminal, one JSON line per window otherwise")
 	fs.Float64Var(&a.Rate, "rate", 0, fmt.Sprintf("draws started per second at most (default %g with --watch, else unlimited)", audit.DefaultRate))
 	window := fs.Int("window", audit.DefaultWindow, "with --watch: draws per judged window")
+	untilFlag := fs.String("until", "", "decided: stop as soon as an anytime-valid deciding test rejects (at -n at the latest)")
+	fs.Float64Var(&a.Precision, "precision", 0, "draw until every share is known within ± this of expected, e.g. 0.01 (at -n at the latest, default 1000000 with it)")
 
 	// The URL may come before, between or after the flags.
 	var positional []string
@@ -101,6 +103,22 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
 		return 2
 	}
+	var err error
+	if a.Until, err = audit.ParseUntil(*untilFlag); err != nil {
+		fmt.Fprintf(stderr, "omikuji draw: %v; for example --until decided\n", err)
+		return 2
+	}
+	if flagSet(fs, "precision") && !(a.Precision > 0 && a.Precision < 0.5) {
+		fmt.Fprintf(stderr, "omikuji draw: --precision must be a share between 0 and 0.5, got %v; for example --precision 0.01 (±1 point)\n", a.Precision)
+		return 2
+	}
+	if *watch && (a.Until != "" || a.Precision > 0) {
+		fmt.Fprintln(stderr, "omikuji draw: --until and --precision stop a run; --watch never stops (its tests are anytime-valid already): use one or the other")
+		return 2
+	}
+	if a.Precision > 0 && !flagSet(fs, "n") {
+		a.Draws = audit.MaxDraws
+	}
 	w := audit.Watch{Audit: a, Window: *window}
 	validate := a.Validate
 	if *watch {
@@ -126,7 +144,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if bar != nil {
 		a.OnDraw = func(audit.Outcome) { _ = bar.Add(1) }
 	}
-	sample, err := audit.Draw(ctx, a.Options)
+	sample, err := audit.DrawUntil(ctx, a)
 	if bar != nil && sample.Stopped != "" {
 		// A full bar clears itself; one cut short stays, so end its line.
 		_ = bar.Exit()
@@ -200,10 +218,20 @@ func runWatch(ctx context.Context, w audit.Watch, asJSON bool, htmlFile string, 
 		err = json.NewEncoder(stdout).Encode(final)
 	} else {
 		err = final.WriteText(text)
-		if err == nil && len(changes) > 0 {
-			fmt.Fprintln(text, "Changes of the odds while watching:")
+		for _, kind := range []struct{ kind, heading string }{
+			{audit.KindChange, "Changes of the odds while watching:"},
+			{audit.KindAlarm, "Alarms while watching:"},
+		} {
+			heading := false
 			for _, c := range changes {
-				fmt.Fprintf(text, "  %s window %d: %s\n", c.At.Format(time.RFC3339), c.Window, c.Summary)
+				if err != nil || c.Kind != kind.kind {
+					continue
+				}
+				if !heading {
+					fmt.Fprintln(text, kind.heading)
+					heading = true
+				}
+				fmt.Fprintf(text, "  %s window %d: %s\n", c.At.Format(time.RFC3339), c.Window, c.Text())
 			}
 		}
 	}

@@ -26,6 +26,10 @@ type Audit struct {
 	Expect Expectation // zero: the default of the backend kind (NewModel)
 	Alpha  float64
 	Tests  []string // the tests that decide the verdict; nil: all
+	// Until (UntilDecided) and Precision make DrawUntil stop early, and
+	// the anytime-valid tests decide the verdict (see until.go).
+	Until     string
+	Precision float64
 }
 
 // A Report is the audit of a sample: what --json prints. Its fields are the
@@ -65,6 +69,15 @@ type Report struct {
 	FortuneGroups bool `json:"fortune_groups"`
 	// SharedNames lists backend names that answered as two groups or more.
 	SharedNames []SharedName `json:"shared_names,omitempty"`
+	// Anytime are the anytime-valid tests over the same draws in start
+	// order: valid whenever the draws stopped. AnytimeDecides says they,
+	// not the chi-square tests, decide the verdict (--until, --precision,
+	// --watch). Precision is the half-width asked for, and Guarantee what
+	// a pass then guarantees.
+	Anytime        AnytimeResult `json:"anytime"`
+	AnytimeDecides bool          `json:"anytime_decides"`
+	Precision      float64       `json:"precision,omitempty"`
+	Guarantee      string        `json:"guarantee,omitempty"`
 
 	// Strip is the first draws in start order (an index into Backends, or
 	// Failed), for the HTML report's strip of draws.
@@ -210,7 +223,33 @@ func measure(s Sample, a Audit) Report {
 	}
 	r.Independence = Independence(seq, len(s.Backends), a.Alpha)
 	r.Repeats, r.RepeatsExpected = Repeats(seq, len(s.Backends))
+
+	// The anytime-valid tests, over the same draws in start order.
+	groupOf := make([]int, len(s.Backends))
+	for i, b := range s.Backends {
+		groupOf[i] = rowOf[m.groupOf(b.Name, b.Group)]
+	}
+	r.Anytime = Replay(anytimeOptions(a, m), s.Seq, groupOf) // rows begin with the model's groups
+	for i := range r.Anytime.Shares {
+		r.Anytime.Shares[i].ID = r.Groups[i].ID
+	}
+	r.AnytimeDecides = a.Until != "" || a.Precision > 0
+	r.Precision = a.Precision
 	return r
+}
+
+// anytimeOptions are the anytime-valid tests' options for an audit: its
+// alpha, the precision asked for or the draws planned, and the expected
+// weights of the model's groups (nil with a uniform expectation, where the
+// fit asks whether every backend is equally likely).
+func anytimeOptions(a Audit, m Model) AnytimeOptions {
+	o := AnytimeOptions{Alpha: a.Alpha, Precision: a.Precision, Planned: a.Draws}
+	if m.Expect.Kind != ExpectUniform {
+		for _, g := range m.groups() {
+			o.Weights = append(o.Weights, float64(g.Weight))
+		}
+	}
+	return o
 }
 
 // sharedNames lists the backend names that answered as more than one group:

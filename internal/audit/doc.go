@@ -17,12 +17,16 @@
 //	client.go    one worker's draws, each ending as an Outcome
 //	sampler.go   workers, rate and deadline: a stream of outcomes (sample), kept as a Sample by Draw
 //	stats.go     the chi-square tests, used by the stages after it
+//	sequential.go  the anytime-valid e-processes and confidence sequences
+//	anytime.go   the three e-processes on a stream of draws (Anytime), and Replay over a Sample
+//	monitor.go   Anytime for a watch: restarts after an alarm or an endpoint change (Monitor)
 //	analyze.go   measure: a Sample against the Model, rows and tests (Report)
 //	causes.go    likely causes, from the shape of a measured Report
 //	verdict.go   the verdict and summary; Analyze = measure, then judge
 //	text.go      the Report as text
 //	html.go      the Report as one HTML page
-//	watch.go     one sampler that runs until stopped, judged window by window
+//	until.go     drawing until the anytime-valid tests decide, or to a precision (DrawUntil)
+//	watch.go     one sampler that runs until stopped, judged by a Monitor and window by window
 //
 // Errors about Options and Watch are *FieldError values that name the Go
 // field, never a command-line flag; the Parse functions, which parse one
@@ -62,10 +66,11 @@
 // group does today; Uniformity then compares each group's backends with
 // their weights instead of equal shares.
 //
-// Sequential (anytime-valid) statistics plug into the same stream: sample
-// hands on every outcome as its draw finishes, with its place in start
-// order, and inStartOrder turns that into the balancer's own order, one
-// outcome at a time, as Watch consumes it. An incremental test keeps its
-// state per outcome (the group from Model.groupOf, the backend's identity
-// as the recorder interns it) and never needs the whole Sample again.
+// The anytime-valid statistics consume the same stream: sample hands on
+// every outcome as its draw finishes, with its place in start order, and
+// inStartOrder turns that into the balancer's own order, one outcome at a
+// time. Each incremental test keeps its state per outcome (the group from
+// Model.groupOf, the backend as first seen) and never needs the whole
+// Sample again: DrawUntil stops on them, Watch judges by them, and
+// measure replays a finished Sample through them for the report.
 package audit

@@ -196,6 +196,41 @@ func newHTMLView(r Report) htmlView {
 	return v
 }
 
+// anytimeHTML is the anytime-valid tests' section: their always-valid
+// p-values and the shares' confidence sequences.
+func anytimeHTML(r Report) string {
+	var b strings.Builder
+	a := r.Anytime
+	role := "shown beside the tests above, which decide"
+	if r.AnytimeDecides {
+		role = "these decide the verdict"
+	}
+	fmt.Fprintf(&b, "\n<h2>Anytime-valid tests</h2>\n<p class=\"aside\">Valid whenever the draws stop and however often they were looked at; %s.</p>\n<table id=\"anytime\">\n", esc(role))
+	for _, t := range []struct {
+		flag string
+		test AnytimeTest
+	}{{TestFit, a.Fit}, {TestUniform, a.Uniformity}, {TestIndependence, a.Independence}} {
+		class, result := "pass", "passes, "
+		if t.test.Rejected {
+			class, result = "fail", "REJECTS, "
+		}
+		fmt.Fprintf(&b, `<tr><td><code>%s</code></td><td class="%s">%s</td><td>%s</td></tr>`+"\n", esc(t.flag), class, esc(result+formatP(t.test.PValue, "≤")), esc(t.test.Name))
+	}
+	b.WriteString("</table>\n")
+	if len(a.Shares) > 0 {
+		fmt.Fprintf(&b, "<table id=\"sequences\">\n<tr><th>group</th><th>expected</th><th>observed</th><th>confidence sequence, %g %%, all at once</th></tr>\n", 100*a.Confidence)
+		for _, s := range a.Shares {
+			fmt.Fprintf(&b, `<tr><td><code>%s</code></td><td class="num">%.1f %%</td><td class="num">%.1f %%</td><td class="num">%.1f – %.1f %%</td></tr>`+"\n",
+				esc(s.ID), 100*s.Expected, 100*s.Observed, 100*s.Low, 100*s.High)
+		}
+		b.WriteString("</table>\n")
+	}
+	if r.Guarantee != "" {
+		fmt.Fprintf(&b, "<p id=\"guarantee\" class=\"pass\">Guaranteed: %s.</p>\n", esc(r.Guarantee))
+	}
+	return b.String()
+}
+
 func capitalize(s string) string {
 	if s == "" {
 		return s
@@ -252,6 +287,9 @@ func (v htmlView) render() string {
 	b.WriteString("</table>\n")
 	if r.Independence.Applicable {
 		p(`<p class="aside">Same %s twice in a row: %d times, %.1f expected by chance.</p>`, esc(v.PodWord), r.Repeats, r.RepeatsExpected)
+	}
+	if r.Succeeded > 0 {
+		b.WriteString(anytimeHTML(r))
 	}
 
 	p("\n\n<h2>Share per %s: observed (bar, with its 95 %% interval) against expected (line)</h2>\n", esc(v.GroupWord))

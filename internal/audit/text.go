@@ -117,6 +117,9 @@ func (r Report) WriteText(w io.Writer) error {
 	if r.Independence.Applicable {
 		fmt.Fprintf(&b, "Same backend twice in a row: %d times, %.1f expected by chance.\n", r.Repeats, r.RepeatsExpected)
 	}
+	if r.Succeeded > 0 {
+		b.WriteString(anytimeText(r))
+	}
 	fmt.Fprintf(&b, "\n%s\n", wrap(strings.ToUpper(r.Verdict)+". "+r.Summary, "", ""))
 	if len(r.LikelyCauses) > 0 {
 		b.WriteString("Likely causes:\n")
@@ -152,6 +155,27 @@ func wrap(text, first, rest string) string {
 		lineStart = false
 	}
 	b.WriteString(line)
+	return b.String()
+}
+
+// anytimeText is the anytime-valid tests' lines: their always-valid
+// p-values and the shares' confidence sequences.
+func anytimeText(r Report) string {
+	a := r.Anytime
+	role := "not deciding"
+	if r.AnytimeDecides {
+		role = "deciding"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n", wrap(fmt.Sprintf("Anytime-valid tests (%s; valid whenever the draws stop): fit %s, uniform %s, independence %s.",
+		role, formatP(a.Fit.PValue, "≤"), formatP(a.Uniformity.PValue, "≤"), formatP(a.Independence.PValue, "≤")), "", "  "))
+	if len(a.Shares) > 0 {
+		parts := make([]string, len(a.Shares))
+		for i, s := range a.Shares {
+			parts[i] = fmt.Sprintf("%s %.1f–%.1f %%", s.ID, 100*s.Low, 100*s.High)
+		}
+		fmt.Fprintf(&b, "%s\n", wrap(fmt.Sprintf("Confidence sequences at %g %%, all shares at once: %s.", 100*a.Confidence, strings.Join(parts, ", ")), "", "  "))
+	}
 	return b.String()
 }
 

@@ -40,6 +40,8 @@ func (r *Report) judge() {
 	case r.Succeeded == 0:
 		r.Verdict = Unreachable
 		r.Summary = "No draw succeeded, so there are no odds to audit."
+	case r.AnytimeDecides:
+		r.judgeAnytime()
 	case len(wrong) > 0:
 		r.Verdict = Inconsistent
 		r.Summary = "The balancer is not drawing the lot fairly: " + strings.Join(wrong, ", and ") + "."
@@ -63,7 +65,7 @@ func (r *Report) judge() {
 		r.Verdict = Consistent
 		r.Summary = fmt.Sprintf("The draws match the expectation and show no pattern (%s): the balancer draws the lot.", strings.Join(passed, ", "))
 	}
-	if len(asideWrong) > 0 && r.Succeeded > 0 && r.Verdict != Consistent {
+	if len(asideWrong) > 0 && r.Succeeded > 0 && r.Verdict != Consistent && !r.AnytimeDecides {
 		r.Summary += fmt.Sprintf(" Not deciding here (--tests %s), but failing: %s.", strings.Join(r.Tests, ","), strings.Join(asideWrong, ", "))
 	}
 	if r.Failed > 0 && r.Succeeded > 0 {
@@ -78,6 +80,56 @@ func (r *Report) judge() {
 	r.Pass = r.Verdict == Consistent || r.Verdict == Inconclusive
 	r.LikelyCauses = append(r.LikelyCauses, r.oddsCauses()...)
 	r.LikelyCauses = append(r.LikelyCauses, r.failureCauses()...)
+}
+
+// judgeAnytime sets the verdict and summary from the anytime-valid tests,
+// which decide when the draws stopped at a time the data chose (--until,
+// --precision) or were looked at all along (--watch).
+func (r *Report) judgeAnytime() {
+	a := r.Anytime
+	var wrong, aside, passed []string
+	for _, t := range []struct {
+		name string
+		test AnytimeTest
+		says string
+	}{
+		{TestFit, a.Fit, "the group shares do not match the expected odds"},
+		{TestUniform, a.Uniformity, "the backends within a group do not share its draws evenly"},
+		{TestIndependence, a.Independence, "each draw depends on the one before it"},
+	} {
+		deciding := slices.Contains(r.Tests, t.name)
+		switch {
+		case t.test.Rejected && deciding:
+			wrong = append(wrong, fmt.Sprintf("%s (%s, always-valid %s)", t.says, t.name, formatP(t.test.PValue, "≤")))
+		case t.test.Rejected:
+			aside = append(aside, fmt.Sprintf("%s (%s)", t.name, formatP(t.test.PValue, "≤")))
+		case deciding:
+			passed = append(passed, fmt.Sprintf("%s %s", t.name, formatP(t.test.PValue, "≤")))
+		}
+	}
+	within := r.Precision > 0 && a.Within(r.Precision)
+	switch {
+	case len(wrong) > 0:
+		r.Verdict = Inconsistent
+		r.Summary = fmt.Sprintf("The balancer is not drawing the lot fairly, shown by anytime-valid tests after %d draws: %s.", a.Draws, strings.Join(wrong, ", and "))
+	case r.Precision > 0 && !within:
+		r.Verdict = Inconclusive
+		more := "draw more (-n) or ask less (--precision)"
+		if a.Narrow(r.Precision) {
+			more = "they are that narrow, so a share is off by more than that or close to it"
+		}
+		r.Summary = fmt.Sprintf("Nothing shown wrong in %d draws (%s), but not every share is known to lie within ±%s of expected: see the confidence sequences; %s.", a.Draws, strings.Join(passed, ", "), points(r.Precision), more)
+	case within:
+		r.Verdict = Consistent
+		r.Guarantee = fmt.Sprintf("every share is within ±%s of expected, at %g %% confidence", points(r.Precision), 100*a.Confidence)
+		r.Summary = fmt.Sprintf("Guaranteed: %s (%d draws; %s).", r.Guarantee, a.Draws, strings.Join(passed, ", "))
+	default:
+		r.Verdict = Consistent
+		r.Summary = fmt.Sprintf("No anytime-valid test found a fault in %d draws (%s): the balancer draws the lot, as far as these draws show.", a.Draws, strings.Join(passed, ", "))
+	}
+	if len(aside) > 0 {
+		r.Summary += fmt.Sprintf(" Not deciding here (--tests %s), but rejecting: %s.", strings.Join(r.Tests, ","), strings.Join(aside, ", "))
+	}
 }
 
 // Sentence says in plain words what a shared name means and how to fix it.

@@ -30,13 +30,36 @@ type Watch struct {
 	Completed func(WindowSummary)
 }
 
-// A Change is a window whose shares differ from the window before.
+// A Change is a moment the anytime-valid tests restarted: the endpoints
+// changed (Kind "change"), or a deciding test rejected (Kind "alarm").
 type Change struct {
-	At      time.Time `json:"at"`
-	Window  int       `json:"window"`
-	PValue  float64   `json:"p_value"`
-	Summary string    `json:"summary"`
+	At     time.Time `json:"at"`
+	Window int       `json:"window"`
+	Kind   string    `json:"kind"`
+	// PValue is, for a change, the chi-square test of the window's
+	// backends against the window before (information only); for an
+	// alarm, the smallest always-valid p-value of the deciding tests.
+	PValue  float64 `json:"p_value"`
+	Summary string  `json:"summary"`
+	// Count is, in the list a watch returns, how many alarms in a row
+	// this entry stands for (one alarm like it after another).
+	Count int       `json:"count,omitempty"`
+	Last  time.Time `json:"last,omitzero"` // the last of them
 }
+
+// Text is the change's summary, with how many times in a row it came.
+func (c Change) Text() string {
+	if c.Count > 1 {
+		return fmt.Sprintf("%s (%d times in a row, the last at %s)", c.Summary, c.Count, c.Last.Format("15:04:05"))
+	}
+	return c.Summary
+}
+
+// Kinds of Change.
+const (
+	KindChange = "change"
+	KindAlarm  = "alarm"
+)
 
 // A WindowSummary is one completed window: one JSON line of --watch.
 type WindowSummary struct {
@@ -51,11 +74,17 @@ type WindowSummary struct {
 	FitP          float64        `json:"fit_p"`
 	UniformP      float64        `json:"uniform_p"`
 	IndependenceP float64        `json:"independence_p"`
-	Verdict       string         `json:"verdict"`
-	Pass          bool           `json:"pass"`
-	Summary       string         `json:"summary"`
-	Changed       bool           `json:"changed"`
-	Change        *Change        `json:"change,omitempty"`
+	// Verdict, Pass and Summary are the anytime-valid tests': inconsistent
+	// when a deciding test rejected during the window.
+	Verdict string  `json:"verdict"`
+	Pass    bool    `json:"pass"`
+	Summary string  `json:"summary"`
+	Changed bool    `json:"changed"`
+	Change  *Change `json:"change,omitempty"`
+	// Alarms are the window's alarms; Anytime the tests at its end, over
+	// the draws since they last (re)started.
+	Alarms  []Change      `json:"alarms,omitempty"`
+	Anytime AnytimeResult `json:"anytime"`
 }
 
 // The window a watch judges at a time.
@@ -103,11 +132,24 @@ func (w Watch) Validate() error {
 // the changes seen. w must be valid.
 func (w Watch) Run(ctx context.Context) (Report, []Change) {
 	w = w.withDefaults()
+	m := NewModel(w.Backend, w.Group, w.Expect)
+	tests := w.Tests
+	if tests == nil {
+		tests = AllTests
+	}
 	var (
 		mu      sync.Mutex
 		ring    = make([]Outcome, 0, w.Window) // the last Window draws, oldest first once full
 		next    int
 		changes []Change
+		// The anytime-valid tests, restarted after each alarm and change.
+		monitor   = NewMonitor(anytimeOptions(w.Audit, m), w.Window)
+		number    = newNumbering(m)
+		names     []string // backend number → name
+		succeeded int      // successful draws so far
+		alarmAt   = -1     // succeeded at the last alarm
+		lastAlarm Change
+		alarmKey  string // which tests rejected at the last alarm
 	)
 	judgeRing := func() Report {
 		mu.Lock()
@@ -123,6 +165,16 @@ func (w Watch) Run(ctx context.Context) (Report, []Change) {
 		a.Draws = len(outs)
 		r := Analyze(rec.sample(), a)
 		r.Requested = w.Window
+		mu.Lock()
+		r.Anytime, r.AnytimeDecides = monitor.Current(), true
+		recent := alarmAt >= 0 && succeeded-alarmAt < w.Window
+		alarm := lastAlarm
+		mu.Unlock()
+		r.LikelyCauses = []string{}
+		r.judge()
+		if recent { // an alarm within the last window's worth of draws stays in view
+			r.Verdict, r.Pass, r.Summary = Inconsistent, false, alarm.Summary
+		}
 		return r
 	}
 	if w.Live != nil && w.Every > 0 {
@@ -148,11 +200,13 @@ func (w Watch) Run(ctx context.Context) (Report, []Change) {
 
 	// The window being filled, one draw at a time in start order.
 	var (
-		window   = newRecorder(w.Window)
-		filled   int
-		n        = 1
-		start    = time.Now()
-		previous map[string]int
+		window        = newRecorder(w.Window)
+		filled        int
+		n             = 1
+		start         = time.Now()
+		previous      map[string]int
+		windowAlarms  []Change
+		windowChanged []string // the monitor's reasons for changes in this window
 	)
 	emit := newInStartOrder(func(out Outcome) {
 		mu.Lock()
@@ -161,6 +215,35 @@ func (w Watch) Run(ctx context.Context) (Report, []Change) {
 		} else {
 			ring[next] = out
 			next = (next + 1) % w.Window
+		}
+		if out.Failure == "" {
+			g, b := number.of(out)
+			if b == len(names) {
+				names = append(names, out.Backend)
+			}
+			succeeded++
+			if rs := monitor.Observe(g, b, tests); rs != nil {
+				if rs.Alarm {
+					p := min(rs.Result.Fit.PValue, rs.Result.Uniformity.PValue, rs.Result.Independence.PValue)
+					lastAlarm = Change{At: time.Now().UTC(), Window: n, Kind: KindAlarm, PValue: p,
+						Summary: fmt.Sprintf("Alarm after %d draws: %s. The anytime-valid tests restarted.", rs.Draws, rejectedNames(rs.Result, tests))}
+					alarmAt = succeeded
+					windowAlarms = append(windowAlarms, lastAlarm)
+					// A fault that stays alarms again and again: one entry
+					// counts them, so that the list stays short.
+					key := fmt.Sprint(rs.Result.Fit.Rejected, rs.Result.Uniformity.Rejected, rs.Result.Independence.Rejected)
+					if last := len(changes) - 1; last >= 0 && changes[last].Kind == KindAlarm && key == alarmKey {
+						changes[last].Count++
+						changes[last].Last = lastAlarm.At
+					} else {
+						lastAlarm.Count = 1
+						changes = append(changes, lastAlarm)
+					}
+					alarmKey = key
+				} else {
+					windowChanged = append(windowChanged, rs.Reason(func(b int) string { return names[b] }))
+				}
+			}
 		}
 		mu.Unlock()
 		window.record(filled, out)
@@ -177,17 +260,26 @@ func (w Watch) Run(ctx context.Context) (Report, []Change) {
 			counts[b.Name] += b.Count
 		}
 		end := time.Now()
+		mu.Lock()
+		r.Anytime, r.AnytimeDecides = monitor.Current(), true
+		alarms, reasons := windowAlarms, windowChanged
+		windowAlarms, windowChanged = nil, nil
+		mu.Unlock()
+		r.LikelyCauses = []string{}
+		r.judge()
 		sum := WindowSummary{Window: n, Start: start.UTC(), End: end.UTC(), Draws: r.Drawn, Succeeded: r.Succeeded, Failures: r.Failures,
 			Groups: r.Groups, BackendsSeen: r.BackendsSeen, FitP: r.GoodnessOfFit.PValue, UniformP: r.Uniformity.PValue,
-			IndependenceP: r.Independence.PValue, Verdict: r.Verdict, Pass: r.Pass, Summary: r.Summary}
-		if previous != nil {
-			if c, changed := compareWindows(previous, counts, w.Alpha); changed {
-				c.At, c.Window = sum.End, n
-				sum.Changed, sum.Change = true, &c
-				mu.Lock()
-				changes = append(changes, c)
-				mu.Unlock()
-			}
+			IndependenceP: r.Independence.PValue, Verdict: r.Verdict, Pass: r.Pass, Summary: r.Summary, Alarms: alarms, Anytime: r.Anytime}
+		if len(alarms) > 0 {
+			sum.Verdict, sum.Pass, sum.Summary = Inconsistent, false, alarms[len(alarms)-1].Summary
+		}
+		if len(reasons) > 0 {
+			c := describeChange(previous, counts, reasons)
+			c.At, c.Window = sum.End, n
+			sum.Changed, sum.Change = true, &c
+			mu.Lock()
+			changes = append(changes, c)
+			mu.Unlock()
 		}
 		previous, start = counts, end
 		n++
@@ -201,8 +293,11 @@ func (w Watch) Run(ctx context.Context) (Report, []Change) {
 	return judgeRing(), changes
 }
 
-// compareWindows says whether the backends' shares moved between two windows.
-func compareWindows(before, after map[string]int, alpha float64) (Change, bool) {
+// describeChange says how the backends moved between two windows when the
+// monitor saw the endpoints change: the backends new and gone between the
+// windows, else the monitor's own reasons. Its p-value, the chi-square test
+// of the two windows, is information only.
+func describeChange(before, after map[string]int, reasons []string) Change {
 	names := slices.Sorted(func(yield func(string) bool) {
 		for k := range before {
 			if !yield(k) {
@@ -226,10 +321,6 @@ func compareWindows(before, after map[string]int, alpha float64) (Change, bool) 
 			added = append(added, name)
 		}
 	}
-	t := Homogeneity(a, b, alpha)
-	if t.Passed {
-		return Change{}, false
-	}
 	var what []string
 	if len(added) > 0 {
 		what = append(what, fmt.Sprintf("%d new backend(s): %s", len(added), listSome(added)))
@@ -237,17 +328,14 @@ func compareWindows(before, after map[string]int, alpha float64) (Change, bool) 
 	if len(gone) > 0 {
 		what = append(what, fmt.Sprintf("%d backend(s) gone: %s", len(gone), listSome(gone)))
 	}
-	if len(what) == 0 {
-		what = append(what, "the same backends with different shares")
+	if len(what) == 0 || before == nil {
+		what = reasons
 	}
-	return Change{PValue: t.PValue, Summary: fmt.Sprintf("The odds changed (%s): %s. Judged from now on against the backends now answering.", formatP(t.PValue, "="), strings.Join(what, "; "))}, true
-}
-
-func listSome(names []string) string {
-	if len(names) > 5 {
-		return strings.Join(names[:5], ", ") + fmt.Sprintf(" and %d more", len(names)-5)
+	p := 0.0
+	if before != nil {
+		p = Homogeneity(a, b, 0.5).PValue
 	}
-	return strings.Join(names, ", ")
+	return Change{Kind: KindChange, PValue: p, Summary: fmt.Sprintf("The odds changed: %s. The anytime-valid tests restarted: judged from now on against the backends now answering.", strings.Join(what, "; "))}
 }
 
 // WriteLive draws the live view: the sliding window's shares against the
@@ -276,17 +364,24 @@ func WriteLive(w io.Writer, r Report, changes []Change, colour bool, now time.Ti
 		}
 		verdict = "\x1b[1;" + code + "m" + verdict + "\x1b[0m"
 	}
-	fmt.Fprintf(&b, "\n%s  fit %s, uniform %s, independence %s\n", verdict, liveP(r.GoodnessOfFit), liveP(r.Uniformity), liveP(r.Independence))
+	a := r.Anytime
+	fmt.Fprintf(&b, "\n%s  anytime-valid over %d draws: fit %s, uniform %s, independence %s\n", verdict, a.Draws,
+		liveAnytime(a.Fit), liveAnytime(a.Uniformity), liveAnytime(a.Independence))
 	fmt.Fprintf(&b, "%s\n", wrap(r.Summary, "", ""))
+	fmt.Fprintf(&b, "last window, chi-square (information): fit %s, uniform %s, independence %s\n", liveP(r.GoodnessOfFit), liveP(r.Uniformity), liveP(r.Independence))
 	if len(changes) > 0 {
-		b.WriteString("\nChanges:\n")
+		b.WriteString("\nAlarms and changes (each restarts the anytime-valid tests):\n")
 		for _, c := range changes[max(0, len(changes)-5):] {
-			fmt.Fprintf(&b, "%s\n", wrap(c.At.Format("15:04:05")+" "+c.Summary, "  ", "    "))
+			fmt.Fprintf(&b, "%s\n", wrap(c.At.Format("15:04:05")+" "+c.Text(), "  ", "    "))
 		}
 	}
 	b.WriteString("\nCtrl-C ends with the final report.\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func liveAnytime(t AnytimeTest) string {
+	return strings.TrimPrefix(formatP(t.PValue, "≤"), "p ")
 }
 
 func liveP(t Test) string {

@@ -39,7 +39,7 @@ func TestWatchSaysItIsFillingTheFirstWindow(t *testing.T) {
 	if err := WriteLive(&b, first, nil, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if want := fmt.Sprintf("filling the first window (%d of 150)", first.Drawn); !strings.Contains(b.String(), want) || strings.Contains(b.String(), "last ") {
+	if want := fmt.Sprintf("filling the first window (%d of 150)", first.Drawn); !strings.Contains(b.String(), want) || strings.Contains(b.String(), "(window ") {
 		t.Errorf("the live view does not say %q:\n%s", want, b.String())
 	}
 }

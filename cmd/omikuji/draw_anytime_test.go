@@ -1,0 +1,51 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/omikuji/omikuji/internal/audit"
+)
+
+func TestUntilAndPrecisionFlags(t *testing.T) {
+	srv, requests := fortuneServer(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{srv.URL, "--until", "soon"}, `--until "soon": the only stop is "decided"; for example --until decided`},
+		{[]string{srv.URL, "--precision", "0"}, "--precision must be a share between 0 and 0.5, got 0; for example --precision 0.01"},
+		{[]string{srv.URL, "--precision", "1"}, "--precision must be a share between 0 and 0.5"},
+		{[]string{srv.URL, "--watch", "--until", "decided"}, "--watch never stops"},
+		{[]string{srv.URL, "--watch", "--precision", "0.01"}, "--watch never stops"},
+	} {
+		code, stdout, stderr := drawCmd(tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) || stdout != "" {
+			t.Errorf("draw %q: exit %d, stdout %q, stderr %q; want exit 2 and %q", tc.args, code, stdout, stderr, tc.want)
+		}
+	}
+	if requests.Load() != 0 {
+		t.Errorf("bad flags made %d requests", requests.Load())
+	}
+}
+
+// A fair server at the catalogue's odds: --precision 0.05 ends with the
+// guarantee long before -n, and --until decided runs to -n and passes.
+func TestPrecisionGivesAGuarantee(t *testing.T) {
+	srv, _ := fortuneServer(t, 3)
+	code, stdout, stderr := drawCmd(srv.URL, "--precision", "0.05", "-c", "1", "--json")
+	var r audit.Report
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil || code != 0 {
+		t.Fatalf("exit %d, %v, stderr %q", code, err, stderr)
+	}
+	if !r.AnytimeDecides || r.Verdict != audit.Consistent || r.Guarantee != "every share is within ±5 points of expected, at 99.9 % confidence" ||
+		r.Drawn >= audit.MaxDraws || !strings.Contains(r.Stopped, "within ±5 points of expected") {
+		t.Errorf("%d draws, stopped %q, %s: %s (guarantee %q)", r.Drawn, r.Stopped, r.Verdict, r.Summary, r.Guarantee)
+	}
+	t.Logf("±5 points after %d draws", r.Drawn)
+	code, stdout, _ = drawCmd(srv.URL, "--until", "decided", "-n", "300", "-c", "1")
+	if code != 0 || !strings.Contains(stdout, "Anytime-valid tests (deciding;") || !strings.Contains(stdout, "CONSISTENT. No anytime-valid test found a fault in 300 draws") {
+		t.Errorf("exit %d:\n%s", code, stdout)
+	}
+}

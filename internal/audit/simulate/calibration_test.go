@@ -1,0 +1,136 @@
+// The race detector makes these ten times slower (about 25 s of CPU
+// without it); `make test-unit` runs them in a second pass without it.
+
+//go:build !race
+
+package simulate
+
+import (
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/omikuji/omikuji/internal/audit"
+)
+
+// Calibration, as a user watching a fair balancer forever would meet it:
+// the share of fair runs in which a test ever alarms when looked at after
+// every draw (anytime-valid) or after every window (today's --watch).
+const (
+	calibrationRuns  = 1000
+	calibrationDraws = 100_000
+)
+
+// parallel runs f(run) for run in [0, runs) on every CPU. Each run seeds
+// its own generator from its number, so the results do not depend on the
+// schedule.
+func parallel(runs int, f func(run int)) {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for r := range next {
+				f(r)
+			}
+		})
+	}
+	for r := range runs {
+		next <- r
+	}
+	close(next)
+	wg.Wait()
+}
+
+func rngFor(run int) *rand.Rand { return rand.New(rand.NewPCG(uint64(run), 0xca1)) }
+
+// bound is the most false alarms in runs that a test at level alpha may
+// show: alpha plus four standard errors of a binomial share, so a
+// calibrated test stays below it except with probability about 3e-5, and
+// the seeds are fixed.
+func bound(alpha float64, runs int) float64 {
+	return alpha + 4*math.Sqrt(alpha*(1-alpha)/float64(runs))
+}
+
+// The watch's anytime-valid audit (audit.Monitor) on fair runs: per test,
+// the share of runs whose always-valid p-value ever fell to alpha, and the
+// endpoint changes it saw where there were none.
+func TestCalibrationAnytimeValid(t *testing.T) {
+	s := Fair()
+	w := make([]float64, len(s.Expected))
+	for i, x := range s.Expected {
+		w[i] = float64(x)
+	}
+	pValues := make([][3]float64, calibrationRuns) // fit, uniformity, independence: the smallest of the run
+	changes := make([]int, calibrationRuns)
+	parallel(calibrationRuns, func(r int) {
+		m := audit.NewMonitor(audit.AnytimeOptions{Weights: w, Alpha: 0}, 150) // alpha 0: no alarm ends the run
+		b, rng := s.Balancer(), rngFor(r)
+		for range calibrationDraws {
+			pod := b.Next(rng)
+			if m.Observe(s.PodGroup[pod], pod, nil) != nil {
+				changes[r]++
+			}
+		}
+		if changes[r] == 0 {
+			res := m.Current()
+			pValues[r] = [3]float64{res.Fit.PValue, res.Uniformity.PValue, res.Independence.PValue}
+		}
+	})
+	falseChanges := 0
+	for _, c := range changes {
+		falseChanges += c
+	}
+	t.Logf("endpoint changes seen in %d fair draws: %d", calibrationRuns*calibrationDraws, falseChanges)
+	if falseChanges > 1 { // one is expected in 10⁹ draws
+		t.Errorf("%d false endpoint changes in %d draws", falseChanges, calibrationRuns*calibrationDraws)
+	}
+	for _, alpha := range []float64{0.01, 0.001} {
+		var alarms [3]int
+		for r, m := range pValues {
+			for i, p := range m {
+				if changes[r] > 0 || p <= alpha { // a run cut by a false change counts against the tests
+					alarms[i]++
+				}
+			}
+		}
+		for i, name := range []string{"fit", "uniformity", "independence"} {
+			rate := float64(alarms[i]) / calibrationRuns
+			t.Logf("anytime-valid %s at alpha %g: %d of %d fair runs alarmed within %d draws (%.4f)", name, alpha, alarms[i], calibrationRuns, calibrationDraws, rate)
+			if rate > bound(alpha, calibrationRuns) {
+				t.Errorf("anytime-valid %s at alpha %g: false-alarm rate %.4f above %.4f", name, alpha, rate, bound(alpha, calibrationRuns))
+			}
+		}
+	}
+}
+
+func TestCalibrationWindowed(t *testing.T) {
+	s := Fair()
+	// Each window is a fresh chance of a false alarm: about 666 windows of
+	// four tests make one near certain at 1 %, and likely at 0.1 %.
+	for _, tc := range []struct{ alpha, least float64 }{{0.01, 0.9}, {0.001, 0.5}} {
+		alarmAt := make([]int, calibrationRuns)
+		parallel(calibrationRuns, func(r int) {
+			alarmAt[r] = Run(s, NewWindowed(s, 150, tc.alpha), calibrationDraws, rngFor(r))
+		})
+		var alarms []int
+		for _, n := range alarmAt {
+			if n > 0 {
+				alarms = append(alarms, n)
+			}
+		}
+		slices.Sort(alarms)
+		rate := float64(len(alarms)) / calibrationRuns
+		median := 0
+		if len(alarms) > 0 {
+			median = alarms[len(alarms)/2]
+		}
+		t.Logf("windowed (150 draws: three tests and the change test) at alpha %g: %d of %d fair runs alarmed within %d draws (%.4f), the median of them at draw %d",
+			tc.alpha, len(alarms), calibrationRuns, calibrationDraws, rate, median)
+		if rate < tc.least {
+			t.Errorf("windowed false-alarm rate %.4f at alpha %g: expected far above alpha, at least %g", rate, tc.alpha, tc.least)
+		}
+	}
+}
