@@ -55,6 +55,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/omikuji/omikuji/internal/testkit"
 )
 
 // Targets.
@@ -170,11 +172,11 @@ func limitName(n int) string {
 
 // soak runs one target through rounds of the battery for budget.
 func soak(ctx context.Context, o options, target string, budget time.Duration) (*report, error) {
-	port, err := freePort()
+	ports, err := testkit.FreePorts(1)
 	if err != nil {
 		return nil, err
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 	srv, err := startServer(ctx, o, target, addr)
 	if err != nil {
 		return nil, err
@@ -261,11 +263,11 @@ func startServer(ctx context.Context, o options, target, addr string) (*server, 
 	}
 	// A metrics listener of its own, if the binary has one, on loopback too.
 	if help, _ := exec.CommandContext(ctx, o.bin, target, "-h").CombinedOutput(); strings.Contains(string(help), "-metrics-addr") {
-		port, err := freePort()
+		ports, err := testkit.FreePorts(1)
 		if err != nil {
 			return nil, err
 		}
-		args = append(args, "--metrics-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		args = append(args, "--metrics-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])))
 	}
 	command := append([]string{o.bin}, args...)
 	if o.nofile > 0 {
@@ -322,15 +324,6 @@ func waitUp(ctx context.Context, url string, s *server) error {
 			return errors.New("no draw within 30 s of starting")
 		}
 	}
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // The prober.

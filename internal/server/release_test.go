@@ -7,6 +7,8 @@ import (
 	"runtime/metrics"
 	"testing"
 	"time"
+
+	"github.com/omikuji/omikuji/internal/testkit"
 )
 
 // TestBurstGivesMemoryBack: the end of a burst leads to a release of memory
@@ -21,7 +23,7 @@ func TestBurstGivesMemoryBack(t *testing.T) {
 	get(t, "GET", r.metricsURL+MetricsPath, nil)
 	for round := 1; round <= 2; round++ {
 		before := forcedCollections()
-		fds, goroutines := openDescriptors(t), runtime.NumGoroutine()
+		fds, goroutines := testkit.OpenDescriptors(t), runtime.NumGoroutine()
 		held := make([]net.Conn, 0, burstConns)
 		for range burstConns {
 			held = append(held, halfRequest(t, r.addr))
