@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/omikuji/omikuji/internal/rlimit"
 )
 
 func TestConnLimit(t *testing.T) {
@@ -34,7 +36,7 @@ func TestConnLimit(t *testing.T) {
 }
 
 func TestStartRejectsBadLimits(t *testing.T) {
-	nofile, ok := openFileLimit()
+	nofile, ok := rlimit.NoFile()
 	if !ok {
 		t.Skip("no descriptor limit on this system")
 	}

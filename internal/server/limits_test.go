@@ -11,6 +11,7 @@ import (
 
 	"github.com/omikuji/omikuji/internal/fortune"
 	"github.com/omikuji/omikuji/internal/testkit"
+	"github.com/omikuji/omikuji/internal/throttle"
 )
 
 // TestStrictHTTP: versions other than 1.0 and 1.1 get 505, header names
@@ -159,12 +160,15 @@ func TestConnectionsAreBounded(t *testing.T) {
 	if refused != clients-maxConns {
 		t.Errorf("%d of %d connections past the bound refused with 503", refused, clients-maxConns)
 	}
-	// Everything the server opened for the refused ones is closed: what is
+	// The server holds the holders and, for at most refusalLinger, the
+	// refused ones it is still reading (at most refusalReads of them);
+	// then everything it opened for the refused ones is closed: what is
 	// open is the clients' side of all of them and the server's side of
 	// the holders.
-	if n := testkit.OpenDescriptors(t) - before - clients; n > maxConns {
-		t.Errorf("the server holds %d connections, more than MaxConns %d", n, maxConns)
+	if n := testkit.OpenDescriptors(t) - before - clients; n > maxConns+refusalReads {
+		t.Errorf("the server holds %d connections, more than MaxConns %d and %d refusals being read", n, maxConns, refusalReads)
 	}
+	waitOpenDescriptors(t, fmt.Sprintf("at most %d", before+clients+maxConns), func(open int) bool { return open <= before+clients+maxConns })
 	// The holders are cut after ReadTimeout; then draws are served again.
 	deadline := time.Now().Add(ReadTimeout + 10*time.Second)
 	for {
@@ -241,7 +245,7 @@ func TestRefusalsAreLoggedWithoutTheirBytes(t *testing.T) {
 		}
 	}
 	warnings := strings.Count(text, `"msg":"request refused"`)
-	if allowed := int(took/warnInterval) + 1; warnings < 1 || warnings > allowed {
+	if allowed := int(took/throttle.Interval) + 1; warnings < 1 || warnings > allowed {
 		t.Errorf("%d refusal warnings for %d refusals in %v, want 1 to %d", warnings, rounds*len(bad), took, allowed)
 	}
 	if !strings.Contains(text, `"remote":"127.0.0.1:`) || !strings.Contains(text, `"kind":"`) {
