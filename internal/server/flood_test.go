@@ -165,7 +165,7 @@ func TestAcceptWaitsOutADescriptorShortage(t *testing.T) {
 	}
 	defer ln.Close()
 	short := &shortListener{Listener: ln, failures: 3}
-	bounded := &boundedListener{Listener: short, s: s, max: 1, reads: make(chan struct{}, refusalReads)}
+	bounded := &boundedListener{Listener: short, s: s, max: 1}
 	go func() {
 		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
 			defer c.Close()

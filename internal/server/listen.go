@@ -49,7 +49,8 @@ func CheckAddr(addr string) error {
 // refusalLinger and refusalReadMax bytes: a close with bytes unread resets
 // the connection, and a client that reads to the end (Python's asyncio,
 // for one) then loses the answer to the reset. refusalReads refusals are
-// read at a time; past them, only what has already arrived is.
+// read at a time, on both ports together; past them, only what has already
+// arrived is.
 const (
 	refusalReads   = 16
 	refusalLinger  = 500 * time.Millisecond
@@ -66,10 +67,9 @@ const (
 // after a pause: fasthttp ends Serve on any accept error but a timeout.
 type boundedListener struct {
 	net.Listener
-	s     *Server
-	max   int64
-	open  atomic.Int64
-	reads chan struct{} // one per refused connection being read
+	s    *Server
+	max  int64
+	open atomic.Int64
 }
 
 func (l *boundedListener) Accept() (net.Conn, error) {
@@ -93,9 +93,9 @@ func (l *boundedListener) Accept() (net.Conn, error) {
 		closeWrite(c)
 		discardArrived(c, refusalReadMax)
 		select {
-		case l.reads <- struct{}{}:
+		case l.s.refusalReads <- struct{}{}:
 			go func() {
-				defer func() { <-l.reads }()
+				defer func() { <-l.s.refusalReads }()
 				c.SetReadDeadline(time.Now().Add(refusalLinger))
 				io.CopyN(io.Discard, c, refusalReadMax)
 				c.Close()

@@ -125,6 +125,9 @@ type Server struct {
 	pages    [numFormats]page
 	draining atomic.Bool
 	warnings throttle.Warnings // refusals, at most one line a second
+	// refusalReads holds one token per refused connection being read
+	// before its close, on either port.
+	refusalReads chan struct{}
 }
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process
@@ -164,7 +167,8 @@ func New(cfg Config) *Server {
 		metrics: fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		})),
-		pages: renderPages(cfg),
+		pages:        renderPages(cfg),
+		refusalReads: make(chan struct{}, refusalReads),
 	}
 }
 
@@ -248,7 +252,7 @@ type port struct {
 // connections. ReadBufferSize is also fasthttp's limit on the request line
 // and headers.
 func (s *Server) port(handler fasthttp.RequestHandler, ln net.Listener, maxConns int) port {
-	bounded := &boundedListener{Listener: ln, s: s, max: int64(maxConns), reads: make(chan struct{}, refusalReads)}
+	bounded := &boundedListener{Listener: ln, s: s, max: int64(maxConns)}
 	return port{ln: bounded, srv: &fasthttp.Server{
 		Handler:                      handler,
 		ErrorHandler:                 s.requestError,
