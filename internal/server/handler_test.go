@@ -15,13 +15,12 @@ import (
 // statuses the server means to give, a 200 draw is one of the pre-rendered
 // pages, and no error ever carries markup from the request.
 //
-// It used real loopback connections until they made it stall: every answer
-// closes its connection, each close leaves the server's side in TIME_WAIT
-// for a minute, and at thousands of inputs a second the client's ports
-// came round again within that minute; a SYN meeting a TIME_WAIT socket can
-// go unanswered and is retried after 1 s, then 3 s, so workers sat at 0
-// runs/s and a timed run ended in "context deadline exceeded". In memory
-// nothing waits on the kernel or a clock.
+// It used real loopback connections, and stalled: at thousands of inputs a
+// second, each answer's close leaves the server's side in TIME_WAIT for a
+// minute, the client's ports come round within that minute, a SYN that
+// meets a TIME_WAIT socket can be dropped and retried only after 1 s, then
+// 3 s, and the dial had no timeout. In memory nothing waits on the kernel
+// or a clock.
 func FuzzHandler(f *testing.F) {
 	f.Add("GET", "/", "", "")
 	f.Add("GET", "/", "format=json", "text/html")
