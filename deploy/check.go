@@ -45,6 +45,7 @@ func Check(kit *Kit) []error {
 		checkPorts,
 		checkPodSecurity,
 		checkHardening,
+		checkMemoryLimit,
 		checkProbes,
 		checkRollout,
 		checkTopologySpread,
@@ -316,11 +317,40 @@ func checkHardening(kit *Kit) []error {
 	return errs
 }
 
-// checkProbes asks the shipped server, running on loopback, about each
-// probe path instead of repeating the paths here: readiness must answer 200
-// and fail once the replica drains, liveness must answer 200 even while
+// checkMemoryLimit: the Go runtime knows the container's memory limit
+// (GOMEMLIMIT from the downward API, in bytes), so that it collects harder
+// near the limit and hands memory back the usual way, with no policy of
+// the server's own.
+func checkMemoryLimit(kit *Kit) []error {
+	var errs []error
+	for _, d := range kit.Deployments {
+		c, err := fortuneContainer(d)
+		if err != nil {
+			continue
+		}
+		var ref *corev1.ResourceFieldSelector
+		for _, e := range c.Env {
+			if e.Name == "GOMEMLIMIT" && e.ValueFrom != nil {
+				ref = e.ValueFrom.ResourceFieldRef
+			}
+		}
+		switch {
+		case ref == nil || ref.Resource != "limits.memory" || (ref.ContainerName != "" && ref.ContainerName != c.Name):
+			errs = append(errs, fmt.Errorf("Deployment %s: container %s: want env GOMEMLIMIT from resourceFieldRef limits.memory, so that the Go runtime knows the memory limit", d.Name, c.Name))
+		case !ref.Divisor.IsZero() && ref.Divisor.Value() != 1:
+			errs = append(errs, fmt.Errorf("Deployment %s: container %s: GOMEMLIMIT's divisor is %s; the runtime reads a bare number as bytes, so want none (1)", d.Name, c.Name, ref.Divisor.String()))
+		}
+	}
+	return errs
+}
+
+// checkProbes asks the shipped server, running on loopback with its draw
+// port held at its connection bound by a flood, about each probe on the port
+// the probe names, instead of repeating the paths here: readiness must answer
+// 200 and fail once the replica drains, liveness must answer 200 even while
 // draining (or the kubelet would restart a pod that is shutting down
-// cleanly).
+// cleanly), and neither may fail because the draw port is saturated
+// (docs/decisions/0024-probes-on-the-metrics-port.md).
 func checkProbes(kit *Kit) []error {
 	var errs []error
 	for _, d := range kit.Deployments {
@@ -334,6 +364,11 @@ func checkProbes(kit *Kit) []error {
 		}
 		srv, err := startServer(f)
 		if err != nil {
+			return append(errs, err)
+		}
+		release, err := srv.saturate()
+		if err != nil {
+			srv.stop()
 			return append(errs, err)
 		}
 		probes := []struct {
@@ -351,11 +386,11 @@ func checkProbes(kit *Kit) []error {
 				continue
 			}
 			get := probe.p.HTTPGet
-			if cp, ok := resolvePort(c, get.Port); !ok || cp.Name != "http" {
-				errs = append(errs, fmt.Errorf("%s: port %s is not the http containerPort (ports %v)", where, get.Port.String(), portNames(c)))
+			if cp, ok := resolvePort(c, get.Port); !ok || cp.Name != "metrics" {
+				errs = append(errs, fmt.Errorf("%s: port %s is not the metrics containerPort (ports %v): a flood of the draw port would fail the probe", where, get.Port.String(), portNames(c)))
 			}
-			if code := srv.status(srv.url, get.Path); code != http.StatusOK {
-				errs = append(errs, fmt.Errorf("%s: the server answers GET %s with %d, want 200", where, get.Path, code))
+			if code := srv.status(srv.portURL(c, get.Port), get.Path); code != http.StatusOK {
+				errs = append(errs, fmt.Errorf("%s: with the draw port held at its bound, the server answers GET %s on port %s with %d, want 200", where, get.Path, get.Port.String(), code))
 			}
 		}
 		srv.BeginShutdown()
@@ -365,7 +400,7 @@ func checkProbes(kit *Kit) []error {
 			}
 			where := fmt.Sprintf("Deployment %s: %s", d.Name, probe.kind)
 			path := probe.p.HTTPGet.Path
-			code := srv.status(srv.url, path)
+			code := srv.status(srv.portURL(c, probe.p.HTTPGet.Port), path)
 			if probe.okOnDraining && code != http.StatusOK {
 				errs = append(errs, fmt.Errorf("%s: GET %s answers %d while the replica drains; liveness must stay 200", where, path, code))
 			}
@@ -373,6 +408,7 @@ func checkProbes(kit *Kit) []error {
 				errs = append(errs, fmt.Errorf("%s: GET %s still answers 200 while the replica drains, so the pod would stay in the draw; probe the server's readiness path", where, path))
 			}
 		}
+		release()
 		if err := srv.stop(); err != nil {
 			errs = append(errs, err)
 		}
@@ -601,6 +637,9 @@ type liveServer struct {
 	stop            func() error
 }
 
+// saturatedConns is the draw port's bound while the checks hold it.
+const saturatedConns = 4
+
 func startServer(f fortune.Fortune) (*liveServer, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ln, err := server.Listen(ctx, "127.0.0.1:0")
@@ -614,7 +653,7 @@ func startServer(f fortune.Fortune) (*liveServer, error) {
 		cancel()
 		return nil, err
 	}
-	srv := server.New(server.Config{Fortune: f, Pod: "deploy-check"})
+	srv := server.New(server.Config{Fortune: f, Pod: "deploy-check", MaxConns: saturatedConns})
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx, ln, mln) }()
 	return &liveServer{
@@ -623,6 +662,44 @@ func startServer(f fortune.Fortune) (*liveServer, error) {
 		metricsURL: "http://" + mln.Addr().String(),
 		stop:       func() error { cancel(); return <-done },
 	}, nil
+}
+
+// saturate holds the draw port at its bound, as a flood of half-sent
+// requests does, until release is called.
+func (l *liveServer) saturate() (release func(), err error) {
+	addr := strings.TrimPrefix(l.url, "http://")
+	var held []net.Conn
+	release = func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}
+	for range saturatedConns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		held = append(held, c)
+		c.Write([]byte("GET / HTTP/1.1\r\n"))
+	}
+	for deadline := time.Now().Add(5 * time.Second); l.status(l.url, server.HealthPath) != http.StatusServiceUnavailable; {
+		if time.Now().After(deadline) {
+			release()
+			return nil, fmt.Errorf("the draw port on %s never reached its bound of %d connections", addr, saturatedConns)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return release, nil
+}
+
+// portURL is the server's URL for a container port: the metrics listener
+// for the port named metrics, the draw port otherwise.
+func (l *liveServer) portURL(c corev1.Container, port intstr.IntOrString) string {
+	if cp, ok := resolvePort(c, port); ok && cp.Name == "metrics" {
+		return l.metricsURL
+	}
+	return l.url
 }
 
 // status sends GET path and returns the response status, or 0 when no

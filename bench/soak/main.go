@@ -17,18 +17,22 @@
 // window (from its end to the first draw that succeeds), the server's peak
 // descriptors and RSS, and whether both come back to their baseline within
 // -settle of the battery's end: descriptors to the count read 3 s after
-// start, RSS to within 2 MiB of what it was after the first round of the
-// four phases and the server's release of their memory. A Go process that
-// has once held a peak of connections keeps a goroutine record and a poll
-// descriptor for each (about 1.1 KiB per connection) and the metadata that
-// grew with them, for good (docs/decisions/0018-soak-rss-baseline.md):
-// measured from a fresh start, that one-time growth hides whether later
-// rounds leave anything behind. Both RSS figures are reported.
+// start, RSS to within 2 MiB of the most it reached in the first round of
+// the four phases, so that later rounds leave nothing behind. The server
+// runs with GOMEMLIMIT set to -memlimit, as the Deployments set it from the
+// container's memory limit, and its RSS must stay under that limit all
+// along; handing memory back is the Go runtime's own business
+// (docs/decisions/0025-memory-back-through-gomemlimit.md). A Go process
+// that has once held a peak of connections keeps a goroutine record and a
+// poll descriptor for each (about 1.1 KiB per connection) for good
+// (docs/decisions/0018-soak-rss-baseline.md); the fresh start's RSS is
+// reported beside.
 //
 // The server runs under prlimit(1) with -nofile descriptors (0: the
 // default limit). Everything goes to 127.0.0.1; every process started is
 // stopped on exit. It exits 1 when a target is missed: a draw failed outside
-// a window, a recovery over 5 s, or descriptors or RSS not back.
+// a window, a recovery over 5 s, RSS over the memory limit, or descriptors
+// or RSS not back.
 //
 // The original lock-up, a burst of 5,000 connections at the default
 // descriptor limit, is
@@ -55,6 +59,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/omikuji/omikuji/internal/testkit"
 )
 
 // Targets.
@@ -72,9 +78,6 @@ const (
 	sampleEvery  = 200 * time.Millisecond
 	rest         = 5 * time.Second
 	warmUp       = 3 * time.Second
-	// release outlasts the servers' hand-back of a burst's memory, 12 s
-	// after its last connection closed.
-	release = 15 * time.Second
 )
 
 func main() {
@@ -90,6 +93,7 @@ func main() {
 type options struct {
 	duration, settle               time.Duration
 	nofile                         int
+	memLimit                       string
 	bin                            string
 	targets                        []string
 	burst, slowloris, silent, slow int
@@ -102,6 +106,7 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 	fs.DurationVar(&o.settle, "settle", 3*time.Minute, "how long descriptors and RSS may take to come back after the battery (at most 10m)")
 	fs.IntVar(&o.nofile, "nofile", 1024, "the server's descriptor limit, set with prlimit; 0 leaves the default")
 	fs.StringVar(&o.bin, "bin", "", "omikuji binary; empty builds ./cmd/omikuji")
+	fs.StringVar(&o.memLimit, "memlimit", "64MiB", "the server's GOMEMLIMIT, as the Deployments set it from their memory limit; its RSS must stay under it. Empty: unset, no RSS bound")
 	targets := fs.String("targets", "serve,local", "comma-separated: serve, local")
 	fs.IntVar(&o.burst, "burst", 400, "connections opened at once by a burst")
 	fs.IntVar(&o.slowloris, "slowloris", 200, "slowloris connections")
@@ -123,6 +128,14 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 	}
 	if o.duration < 30*time.Second || o.duration > time.Hour || o.settle < 0 || o.settle > 10*time.Minute || o.nofile < 0 || fs.NArg() > 0 {
 		return 2, errors.New("usage: soak [-duration 30s..1h] [-nofile N] [-bin PATH] [-targets serve,local]")
+	}
+	memLimitKiB := 0
+	if o.memLimit != "" {
+		n, ok := parseMiB(o.memLimit)
+		if !ok {
+			return 2, fmt.Errorf("-memlimit %q: want a size in MiB such as 64MiB", o.memLimit)
+		}
+		memLimitKiB = n << 10
 	}
 	if o.nofile > 0 {
 		if _, err := exec.LookPath("prlimit"); err != nil {
@@ -150,6 +163,7 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 		if err != nil {
 			return 1, fmt.Errorf("%s: %w", target, err)
 		}
+		r.memLimitKiB = memLimitKiB
 		r.print(out)
 		met = met && r.met()
 	}
@@ -161,6 +175,12 @@ func run(ctx context.Context, args []string, out io.Writer) (int, error) {
 	return 0, nil
 }
 
+// parseMiB reads "64MiB" (GOMEMLIMIT's form, in MiB only here).
+func parseMiB(s string) (int, bool) {
+	n, err := strconv.Atoi(strings.TrimSuffix(s, "MiB"))
+	return n, err == nil && n > 0 && strings.HasSuffix(s, "MiB")
+}
+
 func limitName(n int) string {
 	if n == 0 {
 		return "default"
@@ -170,11 +190,11 @@ func limitName(n int) string {
 
 // soak runs one target through rounds of the battery for budget.
 func soak(ctx context.Context, o options, target string, budget time.Duration) (*report, error) {
-	port, err := freePort()
+	ports, err := testkit.FreePorts(1)
 	if err != nil {
 		return nil, err
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 	srv, err := startServer(ctx, o, target, addr)
 	if err != nil {
 		return nil, err
@@ -215,10 +235,7 @@ func soak(ctx context.Context, o options, target string, budget time.Duration) (
 			return nil, ctx.Err()
 		}
 		if i == len(phases)-1 { // the first round is over
-			if !sleep(ctx, release-rest) {
-				return nil, ctx.Err()
-			}
-			_, r.baseRSS = mon.current()
+			_, r.baseRSS = mon.peak()
 			end = time.Now().Add(budget)
 		}
 	}
@@ -261,13 +278,16 @@ func startServer(ctx context.Context, o options, target, addr string) (*server, 
 	}
 	// A metrics listener of its own, if the binary has one, on loopback too.
 	if help, _ := exec.CommandContext(ctx, o.bin, target, "-h").CombinedOutput(); strings.Contains(string(help), "-metrics-addr") {
-		port, err := freePort()
+		ports, err := testkit.FreePorts(1)
 		if err != nil {
 			return nil, err
 		}
-		args = append(args, "--metrics-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		args = append(args, "--metrics-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])))
 	}
 	command := append([]string{o.bin}, args...)
+	if o.memLimit != "" {
+		command = append([]string{"env", "GOMEMLIMIT=" + o.memLimit}, command...)
+	}
 	if o.nofile > 0 {
 		n := strconv.Itoa(o.nofile)
 		command = append([]string{"prlimit", "--nofile=" + n + ":" + n, "--"}, command...)
@@ -322,15 +342,6 @@ func waitUp(ctx context.Context, url string, s *server) error {
 			return errors.New("no draw within 30 s of starting")
 		}
 	}
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // The prober.

@@ -19,8 +19,9 @@ type report struct {
 	nofile           int
 	windows          []window
 	probes           []probe
-	baseFDs, baseRSS int // baseRSS: after the first round and its release
+	baseFDs, baseRSS int // baseRSS: the most in the first round
 	freshRSS         int // 3 s after start
+	memLimitKiB      int // GOMEMLIMIT; 0: none
 	peakFDs, peakRSS int
 	endFDs, endRSS   int
 	settled          bool
@@ -112,8 +113,11 @@ func (r *report) worstRecovery() (time.Duration, bool) {
 func (r *report) met() bool {
 	_, failed := r.outside()
 	worst, ok := r.worstRecovery()
-	return failed == 0 && ok && worst <= maxRecovery && r.settled
+	return failed == 0 && ok && worst <= maxRecovery && r.settled && r.underLimit()
 }
+
+// underLimit: the RSS never went over the memory limit (none: true).
+func (r *report) underLimit() bool { return r.memLimitKiB == 0 || r.peakRSS <= r.memLimitKiB }
 
 func (r *report) print(out io.Writer) {
 	fmt.Fprintf(out, "\n== %s (descriptor limit %s)\n", r.target, limitName(r.nofile))
@@ -136,8 +140,15 @@ func (r *report) print(out io.Writer) {
 	for _, f := range r.failedOutside(10) {
 		fmt.Fprintf(out, "  failed outside: %s\n", f)
 	}
-	fmt.Fprintf(out, "descriptors: baseline %d, peak %d, end %d; RSS KiB: fresh start %d, baseline (after round 1) %d, peak %d, end %d\n",
+	fmt.Fprintf(out, "descriptors: baseline %d, peak %d, end %d; RSS KiB: fresh start %d, baseline (the most in round 1) %d, peak %d, end %d\n",
 		r.baseFDs, r.peakFDs, r.endFDs, r.freshRSS, r.baseRSS, r.peakRSS, r.endRSS)
+	if r.memLimitKiB > 0 {
+		under := "under"
+		if !r.underLimit() {
+			under = "OVER"
+		}
+		fmt.Fprintf(out, "RSS peak %d KiB: %s the memory limit (GOMEMLIMIT) of %d KiB\n", r.peakRSS, under, r.memLimitKiB)
+	}
 	back := "back to baseline"
 	if !r.settled {
 		back = "NOT back to baseline"

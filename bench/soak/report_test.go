@@ -35,6 +35,11 @@ func TestWindowAccounting(t *testing.T) {
 	if !r.met() {
 		t.Error("not met with every draw outside the window answered")
 	}
+	r.memLimitKiB, r.peakRSS = 1000, 1001
+	if r.met() {
+		t.Error("met with the RSS over the memory limit")
+	}
+	r.peakRSS = 1000
 	r.probes = r.probes[:3] // nothing succeeds after the window
 	if _, ok := r.worstRecovery(); ok || r.met() {
 		t.Error("a window never recovered from counts as recovered")

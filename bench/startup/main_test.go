@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/omikuji/omikuji/internal/testkit"
 )
 
 // When the test binary runs with this variable set, it is the server under
@@ -31,18 +33,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func TestMeasuresARealProcess(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	t.Setenv(serveEnv, addr)
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"-runs", "3", "-idle", "100ms", "-url", "http://" + addr + "/", "--", os.Args[0]}, &out)

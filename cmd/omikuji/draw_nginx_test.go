@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/omikuji/omikuji/internal/audit"
+	"github.com/omikuji/omikuji/internal/testkit"
 )
 
 // These tests audit balancers nobody here wrote: nginx from Debian
@@ -41,26 +42,6 @@ type nginxPorts struct {
 	split              int   // http upstream, stable weight 9, canary weight 1
 }
 
-// freePorts reserves n distinct free ports on 127.0.0.1 (they are released
-// just before nginx binds them).
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
-}
-
 func startNginx(t *testing.T) nginxPorts {
 	t.Helper()
 	for _, f := range []string{nginxBinary, streamMod} {
@@ -71,7 +52,10 @@ func startNginx(t *testing.T) nginxPorts {
 			t.Skipf("no %s: run scripts/deps.sh", f)
 		}
 	}
-	p := freePorts(t, 16)
+	p, err := testkit.FreePorts(16)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ports := nginxPorts{header: p[0:3], text: p[3:6], json: p[6:9], stable: p[9], canary: p[10],
 		random: p[11], rr: p[12], hash: p[13], weighted: p[14], split: p[15]}
 	var servers, upstreams strings.Builder

@@ -110,6 +110,10 @@ func (e *envReader) Bool(name string, def bool) bool {
 	return envParse(e, name, def, strconv.ParseBool, "true or false")
 }
 
+func (e *envReader) Int(name string, def int) int {
+	return envParse(e, name, def, strconv.Atoi, "a whole number")
+}
+
 func (e *envReader) Duration(name string, def time.Duration) time.Duration {
 	return envParse(e, name, def, time.ParseDuration, "a duration such as 5s")
 }

@@ -73,6 +73,11 @@ func TestServeUsageErrors(t *testing.T) {
 		{nil, []string{"--fortune", "misfortune", "--drain", "1000000h"}, "--drain 1000000h0m0s + --shutdown-timeout 10s is 1000000h0m10s; at most 18s"},
 		{nil, []string{"--fortune", "misfortune", "--drain", "9s", "--shutdown-timeout", "10s"}, "at most 18s, to stop within the pod's grace period"},
 		{nil, []string{"--fortune", "misfortune", "--pod", ""}, "--pod: want a name of 1 to 253 bytes"},
+		// A name omikuji draw would refuse in every answer.
+		{nil, []string{"--fortune", "misfortune", "--pod", "a\nb"}, "--pod: want a name of 1 to 253 bytes of printable text"},
+		{map[string]string{"OMIKUJI_POD": "pod\x1b[2J"}, []string{"--fortune", "misfortune"}, "--pod: want a name"},
+		{nil, []string{"--fortune", "misfortune", "--max-conns", "-1"}, "--max-conns -1: want ≥ 0"},
+		{map[string]string{"OMIKUJI_MAX_CONNS": "many"}, []string{"--fortune", "misfortune"}, `OMIKUJI_MAX_CONNS="many"`},
 		// Every value is trimmed: the drain is fine, the fortune is not.
 		{map[string]string{"OMIKUJI_DRAIN": " 3s\n", "OMIKUJI_KEEP_ALIVE": " true ", "OMIKUJI_FORTUNE": " kichi "}, nil, `unknown fortune "kichi"`},
 	} {
@@ -91,7 +96,7 @@ func TestServeUsageErrors(t *testing.T) {
 
 // omikujiEnv are the variables the commands read; the usage tests start
 // without them.
-var omikujiEnv = []string{"OMIKUJI_FORTUNE", "OMIKUJI_ADDR", "OMIKUJI_METRICS_ADDR", "OMIKUJI_POD", "OMIKUJI_DRAIN", "OMIKUJI_KEEP_ALIVE", "OMIKUJI_SHUTDOWN_TIMEOUT", "OMIKUJI_LOG_LEVEL"}
+var omikujiEnv = []string{"OMIKUJI_FORTUNE", "OMIKUJI_ADDR", "OMIKUJI_METRICS_ADDR", "OMIKUJI_POD", "OMIKUJI_DRAIN", "OMIKUJI_KEEP_ALIVE", "OMIKUJI_SHUTDOWN_TIMEOUT", "OMIKUJI_LOG_LEVEL", "OMIKUJI_MAX_CONNS"}
 
 func TestLocalUsageErrors(t *testing.T) {
 	for _, name := range omikujiEnv {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -11,11 +12,10 @@ import (
 	"time"
 
 	"github.com/omikuji/omikuji/internal/fortune"
+	"github.com/omikuji/omikuji/internal/podname"
+	"github.com/omikuji/omikuji/internal/rlimit"
 	"github.com/omikuji/omikuji/internal/server"
 )
-
-// maxPodName is the longest pod name Kubernetes gives (a DNS subdomain).
-const maxPodName = 253
 
 const serveUsage = `usage: omikuji serve --fortune ID [flags]
 
@@ -39,6 +39,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	keepAlive := fs.Bool("keep-alive", env.Bool("OMIKUJI_KEEP_ALIVE", false), "let draw connections persist: reloads then stick to one pod (env OMIKUJI_KEEP_ALIVE)")
 	drain := fs.Duration("drain", env.Duration("OMIKUJI_DRAIN", server.DefaultDrain), "on SIGTERM, keep serving this long with readiness failing before closing the listener (env OMIKUJI_DRAIN)")
 	shutdown := fs.Duration("shutdown-timeout", env.Duration("OMIKUJI_SHUTDOWN_TIMEOUT", server.DefaultShutdownTimeout), "after the drain, how long in-flight requests may take (env OMIKUJI_SHUTDOWN_TIMEOUT)")
+	maxConns := fs.Int("max-conns", env.Int("OMIKUJI_MAX_CONNS", 0), fmt.Sprintf("connections the draw port holds at once; past them it answers 503. 0: %d, or what the descriptor limit (ulimit -n) carries if less (env OMIKUJI_MAX_CONNS)", server.DefaultMaxConns))
 	if code, ok := parseFlags(fs, args, &env); !ok {
 		return code
 	}
@@ -61,8 +62,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		return usageErr("--fortune: %v", err)
 	}
-	if *pod == "" || len(*pod) > maxPodName {
-		return usageErr("--pod: want a name of 1 to %d bytes", maxPodName)
+	if err := podname.Check(*pod); err != nil {
+		return usageErr("--pod: want a name of 1 to %d bytes of printable text, as omikuji draw accepts (%v)", podname.Max, err)
+	}
+	if *maxConns < 0 {
+		return usageErr("--max-conns %d: want ≥ 0 (0: derived from the descriptor limit)", *maxConns)
 	}
 	if err := checkStop(*drain, *shutdown); err != nil {
 		return usageErr("%v", err)
@@ -70,6 +74,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return usageErr("%v", err)
+	}
+	conns, err := serveMaxConns(*maxConns)
+	if err != nil {
+		fmt.Fprintf(stderr, "omikuji serve: %v\n", err)
+		return 1
 	}
 
 	ln, err := server.Listen(ctx, *addr)
@@ -89,12 +98,33 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer stop()
 	// Once stopping, a second Ctrl-C kills at once instead of waiting.
 	context.AfterFunc(ctx, stop)
-	srv := server.New(server.Config{Fortune: f, Pod: *pod, KeepAlive: *keepAlive, Logger: log, Drain: *drain, ShutdownTimeout: *shutdown})
+	srv := server.New(server.Config{Fortune: f, Pod: *pod, KeepAlive: *keepAlive, Logger: log, Drain: *drain, ShutdownTimeout: *shutdown, MaxConns: conns})
 	if err := srv.Run(ctx, ln, metrics); err != nil {
 		log.Error("serve", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// serveMaxConns is the draw port's bound: given, or server.DefaultMaxConns,
+// held to what the process's descriptor limit carries with every accept
+// still finding a descriptor. A limit too low for any bound, or for the one
+// given, is an error at start: under load, accept would fail.
+func serveMaxConns(given int) (int, error) {
+	nofile, ok := rlimit.NoFile()
+	if !ok {
+		return cmp.Or(given, server.DefaultMaxConns), nil
+	}
+	carried := server.MaxConnsFor(nofile)
+	switch {
+	case carried < 1:
+		return 0, fmt.Errorf("the descriptor limit (ulimit -n) is %d: too low to serve; raise it to at least %d", nofile, server.ReservedDescriptors+1)
+	case given > carried:
+		return 0, fmt.Errorf("--max-conns %d: the descriptor limit (ulimit -n) %d carries at most %d; raise the limit or lower --max-conns", given, nofile, carried)
+	case given > 0:
+		return given, nil
+	}
+	return min(carried, server.DefaultMaxConns), nil
 }
 
 // checkStop keeps the shutdown sequence inside the pod's grace period.

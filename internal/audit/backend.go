@@ -10,9 +10,9 @@ import (
 	"slices"
 	"strings"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/omikuji/omikuji/internal/fortune"
+	"github.com/omikuji/omikuji/internal/podname"
 )
 
 // The backend stage: what an answer says. A BackendSpec reads the name of
@@ -160,8 +160,8 @@ const (
 )
 
 const (
-	maxPodName = 253 // the longest name Kubernetes gives an object; also for any backend
-	maxExample = 200 // bytes of a failure message kept as an example
+	maxPodName = podname.Max // the longest name Kubernetes gives an object; also for any backend
+	maxExample = 200         // bytes of a failure message kept as an example
 )
 
 // identify names the backend (and for omikuji the group) of an answer.
@@ -184,7 +184,7 @@ func identify(spec BackendSpec, header http.Header, body []byte) Outcome {
 		if len(a.Pod) > maxPodName {
 			return Outcome{Failure: FailBadBody, Err: fmt.Sprintf("pod name longer than %d bytes", maxPodName)}
 		}
-		if !printable(a.Pod) {
+		if !podname.Printable(a.Pod) {
 			return Outcome{Failure: FailBadBody, Err: "pod name " + truncate(a.Pod) + " has unprintable characters"}
 		}
 		if a.Pod == "" {
@@ -211,7 +211,7 @@ func identify(spec BackendSpec, header http.Header, body []byte) Outcome {
 	if len(name) > maxPodName {
 		return Outcome{Failure: FailNoBackend, Err: fmt.Sprintf("backend name longer than %d bytes", maxPodName)}
 	}
-	if !printable(name) {
+	if !podname.Printable(name) {
 		return Outcome{Failure: FailNoBackend, Err: "backend name " + truncate(name) + " has unprintable characters"}
 	}
 	return Outcome{Backend: name}
@@ -251,20 +251,6 @@ func describePath(path []string) string {
 		return "the answer"
 	}
 	return strings.Join(path, ".")
-}
-
-// printable reports whether s is valid UTF-8 without control characters, so
-// that a backend's name is safe to print on a terminal.
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if !unicode.IsPrint(r) {
-			return false
-		}
-	}
-	return true
 }
 
 // truncate keeps at most maxExample bytes of s, as printable text.

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/omikuji/omikuji/internal/podname"
 )
 
 func TestParseSpecsRoundTrip(t *testing.T) {
@@ -99,9 +101,9 @@ func FuzzIdentify(f *testing.F) {
 		for _, spec := range specs {
 			out := identify(spec, h, body)
 			switch {
-			case out.Failure == "" && (out.Backend == "" || len(out.Backend) > maxPodName || !printable(out.Backend)):
+			case out.Failure == "" && (out.Backend == "" || len(out.Backend) > maxPodName || !podname.Printable(out.Backend)):
 				t.Fatalf("%s: backend %q", spec, out.Backend)
-			case out.Failure != "" && (out.Err == "" || len(out.Err) > maxExample+len("…")+64 || !printable(out.Err)):
+			case out.Failure != "" && (out.Err == "" || len(out.Err) > maxExample+len("…")+64 || !podname.Printable(out.Err)):
 				t.Fatalf("%s: failure %q", spec, out.Err)
 			}
 		}

@@ -1,21 +1,19 @@
 package local
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/omikuji/omikuji/internal/fortune"
+	"github.com/omikuji/omikuji/internal/testkit"
 )
 
 // refusingAddr is a loopback address nothing listens on any more: a dial
@@ -68,34 +66,6 @@ func hangingAddr(t *testing.T) string {
 			t.Fatal("the accept queue does not fill; cannot make a dial hang")
 		}
 	}
-}
-
-// syncBuffer collects log lines from the system's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// openDescriptors counts this process's open descriptors.
-func openDescriptors(t *testing.T) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(entries)
 }
 
 // closedUnanswered sends a draw request to the front and returns how long
@@ -158,7 +128,7 @@ func (h *hang) pending() bool {
 // dial timeout; draws through the working replica go on meanwhile, and
 // every slot, goroutine and descriptor comes back.
 func TestReplicaDialFailsOrHangs(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	s := start(t, Config{
 		Replicas: fortune.Counts{"great-fortune": 1, "middle-fortune": 1, "small-fortune": 1},
 		Balancer: RoundRobin,
@@ -188,7 +158,7 @@ func TestReplicaDialFailsOrHangs(t *testing.T) {
 	s.mu.Lock()
 	s.next = 0 // the working replica's turn again
 	s.mu.Unlock()
-	goroutines, descriptors := runtime.NumGoroutine(), openDescriptors(t)
+	goroutines, descriptors := runtime.NumGoroutine(), testkit.OpenDescriptors(t)
 	refuse := func() {
 		t.Helper()
 		took, err := closedUnanswered(frontAddr(s), generous)
@@ -227,7 +197,7 @@ func TestReplicaDialFailsOrHangs(t *testing.T) {
 
 	client.CloseIdleConnections()
 	waitGoroutines(t, goroutines)
-	eventually(t, generous, "descriptors back", func() bool { return openDescriptors(t) <= descriptors })
+	eventually(t, generous, "descriptors back", func() bool { return testkit.OpenDescriptors(t) <= descriptors })
 	for _, want := range []string{"dial replica", "connection refused", "i/o timeout"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("no %q in the warnings:\n%s", want, logs.String())

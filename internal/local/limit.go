@@ -3,6 +3,8 @@ package local
 import (
 	"fmt"
 	"time"
+
+	"github.com/omikuji/omikuji/internal/rlimit"
 )
 
 // The front's limits. The front and every replica share one process, hence
@@ -58,7 +60,7 @@ func ConnLimit(nofile uint64, replicas int) int {
 // connLimit checks or derives cfg's connection limit from the process's
 // descriptor limit (RLIMIT_NOFILE, read now).
 func connLimit(cfg Config) (int, error) {
-	nofile, ok := openFileLimit()
+	nofile, ok := rlimit.NoFile()
 	bound := MaxConnsCap
 	if ok {
 		bound = ConnLimit(nofile, cfg.Replicas.Total())

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/omikuji/omikuji/internal/rlimit"
 )
 
 func TestConnLimit(t *testing.T) {
@@ -34,7 +36,7 @@ func TestConnLimit(t *testing.T) {
 }
 
 func TestStartRejectsBadLimits(t *testing.T) {
-	nofile, ok := openFileLimit()
+	nofile, ok := rlimit.NoFile()
 	if !ok {
 		t.Skip("no descriptor limit on this system")
 	}
@@ -184,4 +186,42 @@ func TestIdleFrontConnectionIsCut(t *testing.T) {
 	}
 	t.Logf("idle connection cut after %v", time.Since(begin).Round(time.Millisecond))
 	eventually(t, 20*time.Second, "the slot freed", func() bool { return len(s.slots) == 0 })
+}
+
+// TestProbesSurviveAFullFront: with every front slot held by a client that
+// never finishes its request, the probes on the metrics port still answer
+// 200: they do not queue behind the draws.
+func TestProbesSurviveAFullFront(t *testing.T) {
+	const slots, probes = 8, 20
+	s := start(t, Config{MaxConns: slots, MetricsAddr: "127.0.0.1:0", Seed: 4})
+	for range slots + 4 {
+		c, err := net.Dial("tcp", frontAddr(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n") // never finished
+	}
+	eventually(t, 20*time.Second, "every slot taken", func() bool { return len(s.slots) == slots })
+	base := strings.TrimSuffix(s.MetricsURL(), "/metrics")
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	failed := 0
+	for i := range probes {
+		path := "/healthz"
+		if i%2 == 1 {
+			path = "/readyz"
+		}
+		resp, err := client.Get(base + path)
+		if err != nil {
+			failed++
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			failed++
+		}
+	}
+	if failed > 0 {
+		t.Errorf("%d of %d probes on the metrics port failed with the front full", failed, probes)
+	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/omikuji/omikuji/internal/fortune"
 	"github.com/omikuji/omikuji/internal/server"
+	"github.com/omikuji/omikuji/internal/throttle"
 )
 
 // The balancers. Random is what kube-proxy's iptables and nftables modes do
@@ -94,9 +95,8 @@ type System struct {
 	next  int
 	conns map[net.Conn]struct{}
 
-	slots                 chan struct{}        // one per open front connection
-	release               *server.BurstRelease // hands a burst's memory back after it
-	refusedLog, dialedLog throttle             // warnings under a flood
+	slots                 chan struct{}     // one per open front connection
+	refusedLog, dialedLog throttle.Warnings // warnings under a flood
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -127,17 +127,16 @@ func Start(cfg Config) (*System, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &System{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		conns:   make(map[net.Conn]struct{}),
-		slots:   make(chan struct{}, maxConns),
-		release: new(server.BurstRelease),
-		ctx:     ctx,
-		cancel:  cancel,
-		errs:    make(chan error, cfg.Replicas.Total()),
+		cfg:    cfg,
+		log:    cfg.Logger,
+		rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		conns:  make(map[net.Conn]struct{}),
+		slots:  make(chan struct{}, maxConns),
+		ctx:    ctx,
+		cancel: cancel,
+		errs:   make(chan error, cfg.Replicas.Total()),
 	}
-	if err := s.startReplicas(); err != nil {
+	if err := s.startReplicas(maxConns); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -212,8 +211,9 @@ func (cfg Config) Validate() error {
 }
 
 // startReplicas runs one server per replica, in catalogue order, on its
-// own loopback port.
-func (s *System) startReplicas() error {
+// own loopback port. Each may hold maxConns connections: every one the
+// front makes, as the descriptor budget (ConnLimit) counts them.
+func (s *System) startReplicas(maxConns int) error {
 	taken := make(map[string]bool)
 	// One scrape for the whole system: the replicas share a registry, and
 	// the first serves it on the metrics address.
@@ -241,6 +241,7 @@ func (s *System) startReplicas() error {
 				Fortune:   f,
 				Pod:       pod,
 				KeepAlive: s.cfg.KeepAlive,
+				MaxConns:  maxConns,
 				Logger:    s.log.With("pod", pod),
 				Registry:  reg,
 			})
@@ -320,7 +321,7 @@ func (s *System) accept() {
 			}
 			// Out of descriptors (another part of the process, or a
 			// limit lowered after start) and the like: back off, keep serving.
-			if n, ok := s.refusedLog.allow(); ok {
+			if n, ok := s.refusedLog.Allow(); ok {
 				s.log.Warn("accept", "err", err, "suppressed", n)
 			}
 			select {
@@ -332,10 +333,9 @@ func (s *System) accept() {
 		}
 		select {
 		case s.slots <- struct{}{}:
-			s.release.Opened(int64(len(s.slots)))
 		default:
 			c.Close()
-			if n, ok := s.refusedLog.allow(); ok {
+			if n, ok := s.refusedLog.Allow(); ok {
 				s.log.Warn("front connection limit reached; refusing connections", "max_conns", cap(s.slots), "suppressed", n)
 			}
 			continue
@@ -344,10 +344,7 @@ func (s *System) accept() {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer func() {
-				<-s.slots
-				s.release.Closed(int64(len(s.slots)))
-			}()
+			defer func() { <-s.slots }()
 			s.splice(c, r)
 		}()
 	}
@@ -385,7 +382,7 @@ func (s *System) splice(client net.Conn, r Replica) {
 	d := net.Dialer{Timeout: dialTimeout}
 	backend, err := d.DialContext(s.ctx, "tcp", r.Addr)
 	if err != nil {
-		if n, ok := s.dialedLog.allow(); ok && s.ctx.Err() == nil {
+		if n, ok := s.dialedLog.Allow(); ok && s.ctx.Err() == nil {
 			s.log.Warn("dial replica", "pod", r.Pod, "err", err, "suppressed", n)
 		}
 		return
@@ -490,26 +487,6 @@ func closeWrite(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
-}
-
-// throttle lets a warning through at most once a second, counting the ones
-// it held back.
-type throttle struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-func (t *throttle) allow() (suppressed int, ok bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if now := time.Now(); now.Sub(t.last) >= time.Second {
-		n := t.suppressed
-		t.last, t.suppressed = now, 0
-		return n, true
-	}
-	t.suppressed++
-	return 0, false
 }
 
 // Close stops the front listener and every replica, cuts open connections

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -43,15 +42,25 @@ func set(h *fasthttp.ResponseHeader, headers ...header) {
 
 // serve answers the public port: the draw at "/" and the probes.
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
-	switch path, ok := s.begin(ctx, "/", HealthPath, ReadyPath); {
-	case !ok:
+	if path, ok := s.begin(ctx, "/", HealthPath, ReadyPath); ok && !s.probe(ctx, path) {
+		s.draw(ctx)
+	}
+}
+
+// probe answers path if it is a probe's and reports whether it did.
+// Readiness fails only while draining, never because the public port is
+// saturated: a flood reaches every pod alike, and taking them all out of
+// the endpoints would turn it into an outage.
+func (s *Server) probe(ctx *fasthttp.RequestCtx, path string) bool {
+	switch {
 	case path == ReadyPath && s.draining.Load():
 		plain(ctx, http.StatusServiceUnavailable, "shutting down\n")
 	case path == HealthPath, path == ReadyPath:
 		plain(ctx, http.StatusOK, "ok\n")
 	default:
-		s.draw(ctx)
+		return false
 	}
+	return true
 }
 
 // draw answers with the pre-rendered page in the format asked for.
@@ -77,9 +86,9 @@ func (s *Server) draw(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// serveMetrics answers the metrics port: MetricsPath only.
+// serveMetrics answers the metrics port: MetricsPath and the probes.
 func (s *Server) serveMetrics(ctx *fasthttp.RequestCtx) {
-	if _, ok := s.begin(ctx, MetricsPath); ok {
+	if path, ok := s.begin(ctx, MetricsPath, HealthPath, ReadyPath); ok && !s.probe(ctx, path) {
 		s.metrics(ctx)
 		ctx.Response.Header.Del("Vary") // promhttp's own, replaced by one that names both
 		set(&ctx.Response.Header, varyMetrics, noStore, nosniff)
@@ -168,10 +177,11 @@ const msgMalformed = "malformed request\n"
 // requestError answers a request fasthttp could not read; fasthttp then
 // closes the connection.
 func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
-	setCork(ctx.Conn(), false) // the request stays unread
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error
 	switch {
+	case errors.Is(err, errBareLF):
+		s.refuse(ctx, http.StatusBadRequest, "bare LF line ending", msgMalformed)
 	case errors.As(err, &small):
 		s.refuse(ctx, http.StatusRequestHeaderFieldsTooLarge, "header too large", "request header too large; the limit is "+strconv.Itoa(MaxHeaderBytes)+" bytes\n")
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
@@ -185,23 +195,22 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 
 // refuse answers a request the server will not serve and warns of it.
 func (s *Server) refuse(ctx *fasthttp.RequestCtx, status int, kind, msg string) {
-	s.warnf(ctx.RemoteAddr(), kind)
+	s.warn(kind, ctx.RemoteAddr())
 	plain(ctx, status, msg)
 }
 
-// warnInterval is the least time between two refusal warnings; the ones
-// in between are counted and the count goes with the next.
-const warnInterval = time.Second
-
-// warnf logs a refusal: the client's address and the kind of fault, never
-// the request's bytes, at most once per warnInterval.
-func (s *Server) warnf(remote net.Addr, kind string) {
-	now, next := time.Now().UnixNano(), s.nextWarn.Load()
-	if now < next || !s.nextWarn.CompareAndSwap(next, now+int64(warnInterval)) {
-		s.suppressed.Add(1)
+// warn logs a refusal: the kind of fault and the client's address (nil:
+// none), never the request's bytes, at most one line a second.
+func (s *Server) warn(kind string, remote net.Addr) {
+	n, ok := s.warnings.Allow()
+	if !ok {
 		return
 	}
-	s.log.Warn("request refused", "kind", kind, "remote", remote.String(), "suppressed", s.suppressed.Swap(0))
+	addr := ""
+	if remote != nil {
+		addr = remote.String()
+	}
+	s.log.Warn("request refused", "kind", kind, "remote", addr, "suppressed", n)
 }
 
 // engineLogger receives fasthttp's own log lines. Its per-connection error

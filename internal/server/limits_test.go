@@ -1,18 +1,17 @@
 package server
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/omikuji/omikuji/internal/fortune"
+	"github.com/omikuji/omikuji/internal/testkit"
+	"github.com/omikuji/omikuji/internal/throttle"
 )
 
 // TestStrictHTTP: versions other than 1.0 and 1.1 get 505, header names
@@ -134,7 +133,7 @@ func TestConnectionsAreBounded(t *testing.T) {
 	cfg := testConfig("great-fortune", false)
 	cfg.MaxConns = maxConns
 	r := start(t, New(cfg))
-	before := openDescriptors(t)
+	before := testkit.OpenDescriptors(t)
 
 	// Each holder sends half a request, so the server has accepted it
 	// (TCP_DEFER_ACCEPT hands over only connections with data) and waits.
@@ -161,12 +160,15 @@ func TestConnectionsAreBounded(t *testing.T) {
 	if refused != clients-maxConns {
 		t.Errorf("%d of %d connections past the bound refused with 503", refused, clients-maxConns)
 	}
-	// Everything the server opened for the refused ones is closed: what is
+	// The server holds the holders and, for at most refusalLinger, the
+	// refused ones it is still reading (at most refusalReads of them);
+	// then everything it opened for the refused ones is closed: what is
 	// open is the clients' side of all of them and the server's side of
 	// the holders.
-	if n := openDescriptors(t) - before - clients; n > maxConns {
-		t.Errorf("the server holds %d connections, more than MaxConns %d", n, maxConns)
+	if n := testkit.OpenDescriptors(t) - before - clients; n > maxConns+refusalReads {
+		t.Errorf("the server holds %d connections, more than MaxConns %d and %d refusals being read", n, maxConns, refusalReads)
 	}
+	waitOpenDescriptors(t, fmt.Sprintf("at most %d", before+clients+maxConns), func(open int) bool { return open <= before+clients+maxConns })
 	// The holders are cut after ReadTimeout; then draws are served again.
 	deadline := time.Now().Add(ReadTimeout + 10*time.Second)
 	for {
@@ -193,15 +195,6 @@ func halfRequest(t *testing.T, addr string) net.Conn {
 	return c
 }
 
-func openDescriptors(t *testing.T) int {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skip("no /proc/self/fd to count descriptors")
-	}
-	return len(fds)
-}
-
 // waitDescriptors waits until at least n descriptors are open (the server
 // has accepted what the clients opened).
 func waitDescriptors(t *testing.T, n int) {
@@ -214,9 +207,9 @@ func waitDescriptors(t *testing.T, n int) {
 func waitOpenDescriptors(t *testing.T, want string, ok func(open int) bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for !ok(openDescriptors(t)) {
+	for !ok(testkit.OpenDescriptors(t)) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d descriptors open, want %s", openDescriptors(t), want)
+			t.Fatalf("%d descriptors open, want %s", testkit.OpenDescriptors(t), want)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -226,7 +219,7 @@ func waitOpenDescriptors(t *testing.T, want string, ok func(open int) bool) {
 // its kind and the client's address, never its bytes (which may hold
 // credentials), and a flood of them writes about one line per second.
 func TestRefusalsAreLoggedWithoutTheirBytes(t *testing.T) {
-	var logs syncBuffer
+	var logs testkit.Buffer
 	cfg := testConfig("great-fortune", false)
 	cfg.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 	r := start(t, New(cfg))
@@ -252,28 +245,10 @@ func TestRefusalsAreLoggedWithoutTheirBytes(t *testing.T) {
 		}
 	}
 	warnings := strings.Count(text, `"msg":"request refused"`)
-	if allowed := int(took/warnInterval) + 1; warnings < 1 || warnings > allowed {
+	if allowed := int(took/throttle.Interval) + 1; warnings < 1 || warnings > allowed {
 		t.Errorf("%d refusal warnings for %d refusals in %v, want 1 to %d", warnings, rounds*len(bad), took, allowed)
 	}
 	if !strings.Contains(text, `"remote":"127.0.0.1:`) || !strings.Contains(text, `"kind":"`) {
 		t.Errorf("a refusal warning lacks the client's address or the kind:\n%s", text)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -21,10 +21,14 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/omikuji/omikuji/internal/fortune"
+	"github.com/omikuji/omikuji/internal/throttle"
 )
 
 // The probe and metrics routes. The public port answers "/" and the probes;
-// the metrics port answers MetricsPath. Everything else is a 404.
+// the metrics port answers MetricsPath and the probes, so that a probe there
+// does not wait behind a flood of the public port
+// (docs/decisions/0024-probes-on-the-metrics-port.md). Everything else is a
+// 404.
 const (
 	HealthPath  = "/healthz"
 	ReadyPath   = "/readyz"
@@ -55,7 +59,27 @@ const (
 	DefaultMaxConns = 1024
 	metricsMaxConns = 16
 	maxRequestBody  = 64 << 10 // nothing takes one; a small one still gets its 405
+	// idleWorkerTime ends an engine goroutine idle this long, so that a
+	// burst's goroutines and their stacks are freed soon after it.
+	idleWorkerTime = 5 * time.Second
 )
+
+// ReservedDescriptors is what a replica's process needs open besides its
+// public port's connections: the runtime, the standard streams and the two
+// listeners (a dozen, measured), the metrics port's connections and a
+// /proc file each scrape reads, the refused connections being read to
+// their end, and spare.
+const ReservedDescriptors = 32 + 2*metricsMaxConns + refusalReads
+
+// MaxConnsFor is the most public-port connections a process allowed nofile
+// open descriptors holds with every accept still finding a descriptor;
+// below 1, nofile is too low to serve at all.
+func MaxConnsFor(nofile uint64) int {
+	if nofile <= ReservedDescriptors {
+		return 0
+	}
+	return int(min(nofile-ReservedDescriptors, 1<<30))
+}
 
 // The shutdown sequence: readiness fails at once, the server keeps serving
 // for the drain (so that the endpoint is removed before the listener
@@ -82,7 +106,10 @@ type Config struct {
 	// ShutdownTimeout bounds the wait for in-flight requests after the
 	// drain; 0 means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
-	MaxConns        int // the public port's connections; 0 means DefaultMaxConns
+	// MaxConns bounds the public port's connections, as given: the
+	// process's owner sizes it to its descriptor limit (MaxConnsFor). 0
+	// means DefaultMaxConns.
+	MaxConns int
 	// Registry receives the draw counter labelled with the pod, so that
 	// replicas can share one scrape (local mode); nil: a registry of the
 	// server's own, with Go and process metrics.
@@ -97,9 +124,10 @@ type Server struct {
 	metrics  fasthttp.RequestHandler
 	pages    [numFormats]page
 	draining atomic.Bool
-	// The refusal warnings' rate limit: the earliest time of the next
-	// (Unix ns) and how many were left out since the last.
-	nextWarn, suppressed atomic.Int64
+	warnings throttle.Warnings // refusals, at most one line a second
+	// refusalReads holds one token per refused connection being read
+	// before its close, on either port.
+	refusalReads chan struct{}
 }
 
 // NewRegistry returns a Prometheus registry with the Go runtime and process
@@ -121,11 +149,6 @@ func New(cfg Config) *Server {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = DefaultMaxConns
 	}
-	// Descriptors for the listeners, the metrics port and the runtime stay
-	// free, so that accept never fails for want of one.
-	if limit := descriptorLimit() - metricsMaxConns - 64; limit > 0 && cfg.MaxConns > limit {
-		cfg.MaxConns = limit
-	}
 	reg := cfg.Registry
 	var registerer prometheus.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"pod": cfg.Pod}, reg)
 	if reg == nil {
@@ -144,7 +167,8 @@ func New(cfg Config) *Server {
 		metrics: fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		})),
-		pages: renderPages(cfg),
+		pages:        renderPages(cfg),
+		refusalReads: make(chan struct{}, refusalReads),
 	}
 }
 
@@ -159,7 +183,7 @@ func (s *Server) BeginShutdown() { s.draining.Store(true) }
 // nil. Run closes both listeners.
 func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
 	// Every answer closes its connection, except a draw under KeepAlive.
-	public := s.port(s.serve, ln, s.cfg.MaxConns, !s.cfg.KeepAlive)
+	public := s.port(s.serve, ln, s.cfg.MaxConns)
 	if !s.cfg.KeepAlive {
 		// One answer per connection, at most half a new socket's send
 		// buffer: its write never waits on the client, so a write deadline
@@ -170,7 +194,7 @@ func (s *Server) Run(ctx context.Context, ln, metrics net.Listener) error {
 	ports := []port{public}
 	metricsAddr := ""
 	if metrics != nil {
-		ports = append(ports, s.port(s.serveMetrics, metrics, metricsMaxConns, true))
+		ports = append(ports, s.port(s.serveMetrics, metrics, metricsMaxConns))
 		metricsAddr = metrics.Addr().String()
 	}
 	served := make(chan error, len(ports))
@@ -225,13 +249,10 @@ type port struct {
 }
 
 // port returns an engine with every limit set for ln, held to maxConns
-// connections and corked if every answer on it closes its connection.
-// ReadBufferSize is also fasthttp's limit on the request line and headers.
-func (s *Server) port(handler fasthttp.RequestHandler, ln net.Listener, maxConns int, closing bool) port {
-	if closing {
-		setCork(ln, true)
-	}
-	bounded := &boundedListener{Listener: ln, s: s, max: int64(maxConns), release: new(BurstRelease)}
+// connections. ReadBufferSize is also fasthttp's limit on the request line
+// and headers.
+func (s *Server) port(handler fasthttp.RequestHandler, ln net.Listener, maxConns int) port {
+	bounded := &boundedListener{Listener: ln, s: s, max: int64(maxConns)}
 	return port{ln: bounded, srv: &fasthttp.Server{
 		Handler:                      handler,
 		ErrorHandler:                 s.requestError,

@@ -353,10 +353,15 @@ func TestMethodsAndPaths(t *testing.T) {
 			t.Errorf("GET %s: %d %q", path, resp.StatusCode, body)
 		}
 	}
-	// The metrics port answers the metrics and nothing else.
-	for _, path := range []string{"/", HealthPath, ReadyPath, "/metrics/"} {
+	// The metrics port answers the metrics and the probes, nothing else.
+	for _, path := range []string{"/", "/metrics/", "/healthz/"} {
 		if resp, _ := get(t, "GET", r.metricsURL+path, nil); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("metrics port: GET %s: %d, want 404", path, resp.StatusCode)
+		}
+	}
+	for _, path := range []string{HealthPath, ReadyPath} {
+		if resp, body := get(t, "GET", r.metricsURL+path, nil); resp.StatusCode != 200 || string(body) != "ok\n" {
+			t.Errorf("metrics port: GET %s: %d %q, want 200 ok", path, resp.StatusCode, body)
 		}
 	}
 	if resp, _ := get(t, "POST", r.metricsURL+MetricsPath, nil); resp.StatusCode != http.StatusMethodNotAllowed {

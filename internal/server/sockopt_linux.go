@@ -15,37 +15,26 @@ func deferAccept(_, _ string, c syscall.RawConn) error {
 	})
 }
 
-// setCork sets or clears TCP_CORK on a TCP socket, listening or connected.
-// A corked socket holds its output until it closes (200 ms at the latest),
-// so an answer and its FIN leave in one segment, as with nginx's
-// tcp_nopush; accepted sockets inherit it from their listener, so a draw
-// makes no system call for it. A close with the request unread resets the
-// connection and drops what is held: such an answer goes uncorked. An
-// error leaves the socket as it was: one segment more, no harm.
-func setCork(sock any, on bool) {
-	switch sock.(type) {
-	case *net.TCPListener, *net.TCPConn:
-	default:
+// discardArrived reads and drops what has already arrived on c, up to max
+// bytes, without waiting for more.
+func discardArrived(c net.Conn, max int) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
 		return
 	}
-	rc, err := sock.(syscall.Conn).SyscallConn()
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return
 	}
-	v := 0
-	if on {
-		v = 1
-	}
-	rc.Control(func(fd uintptr) {
-		syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CORK, v)
+	var buf [4 << 10]byte
+	rc.Read(func(fd uintptr) bool {
+		for read := 0; read < max; {
+			n, err := syscall.Read(int(fd), buf[:])
+			if n <= 0 || err != nil {
+				break
+			}
+			read += n
+		}
+		return true // done, whatever was read: never wait
 	})
-}
-
-// descriptorLimit is the process's soft limit on open files.
-func descriptorLimit() int {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil || l.Cur > 1<<30 {
-		return 1 << 30
-	}
-	return int(l.Cur)
 }

@@ -2,11 +2,13 @@
 
 package server
 
-import "syscall"
+import (
+	"net"
+	"syscall"
+)
 
-// Neither TCP_DEFER_ACCEPT nor TCP_CORK exists here.
+// TCP_DEFER_ACCEPT does not exist here.
 func deferAccept(_, _ string, _ syscall.RawConn) error { return nil }
-func setCork(any, bool)                                {}
 
-// descriptorLimit is unknown here; MaxConns stays as configured.
-func descriptorLimit() int { return 1 << 30 }
+// discardArrived: the refusal's linger reads what the client sent.
+func discardArrived(net.Conn, int) {}

@@ -7,7 +7,6 @@ import (
 	"debug/elf"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/omikuji/omikuji/internal/testkit"
 )
 
 // imageBudget is the documented ceiling for the unpacked image (docs/image.md).
@@ -280,7 +281,7 @@ func assertRuns(t *testing.T, path string) {
 		t.Errorf("omikuji no-such-command: %v, want exit status 2", err)
 	}
 
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	cmd := exec.Command(path, "serve", "--fortune", "great-fortune", "--addr", addr, "--drain", "0s")
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -319,17 +320,6 @@ func assertRuns(t *testing.T, path string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// freeAddr finds a loopback port nobody listens on right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func exitCode(err error) int {
