@@ -1,4 +1,4 @@
-// The race detector makes these ten times slower (about 25 s of CPU
+// The race detector makes these ten times slower (about 28 s of CPU
 // without it); `make test-unit` runs them in a second pass without it.
 
 //go:build !race
