@@ -21,7 +21,8 @@ package audit
 //     Multinomial Count Data" (NeurIPS 2022).
 //   - Uniformity: the backends within each group against equal shares,
 //     given which group each draw came from. Each group has its own
-//     symmetric Dirichlet forecast over the backends seen in it so far.
+//     symmetric Dirichlet forecast over the backends seen in it so far, or
+//     over all of them when the expectation says how many there are.
 //   - Independence: consecutive draws against "independent, identically
 //     distributed, with unknown shares". The forecast is a first-order
 //     Markov chain fitted on the draws so far (Krichevsky–Trofimov: each
