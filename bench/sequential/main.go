@@ -13,8 +13,8 @@
 // The concentrations default to the audit's (FitConcentration,
 // UniformConcentration); set them to compare priors.
 //
-// A fair balancer gives the false-alarm row: the share of runs that alarm
-// within -max draws (an alarm there is false).
+// A fair balancer gives the false-alarm rows, one per kind of expectation:
+// the share of runs that alarm within -max draws (an alarm there is false).
 package main
 
 import (
@@ -62,7 +62,7 @@ func main() {
 		fmt.Print("---:|")
 	}
 	fmt.Println()
-	for _, s := range append(simulate.Faults(), simulate.Fair()) {
+	for _, s := range append(simulate.Faults(), simulate.Fairs()...) {
 		fmt.Printf("| %s |", s.Name)
 		for _, j := range judges {
 			var at []int

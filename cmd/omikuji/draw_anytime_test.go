@@ -2,7 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/omikuji/omikuji/internal/audit"
@@ -47,5 +52,34 @@ func TestPrecisionGivesAGuarantee(t *testing.T) {
 	code, stdout, _ = drawCmd(srv.URL, "--until", "decided", "-n", "300", "-c", "1")
 	if code != 0 || !strings.Contains(stdout, "Anytime-valid tests (deciding;") || !strings.Contains(stdout, "CONSISTENT. No anytime-valid test found a fault in 300 draws") {
 		t.Errorf("exit %d:\n%s", code, stdout)
+	}
+}
+
+// Ten backends expected, one never answers: --expect uniform:10 --until
+// decided finds it in a few hundred draws; told only "uniform", nothing
+// can see it, and the run goes on to -n and passes.
+func TestUntilDecidedFindsASilentBackendOfTheExpectedTen(t *testing.T) {
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(24, 10))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		pod := rng.IntN(9) // pod-9 never answers
+		mu.Unlock()
+		w.Header().Set("X-Pod", fmt.Sprintf("pod-%d", pod))
+	}))
+	t.Cleanup(srv.Close)
+	code, stdout, stderr := drawCmd(srv.URL, "--backend", "header:X-Pod", "--expect", "uniform:10", "--until", "decided", "-n", "2000", "-c", "1", "--json")
+	var r audit.Report
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil || code != 1 {
+		t.Fatalf("uniform:10: exit %d, %v, stderr %q", code, err, stderr)
+	}
+	if !r.AnytimeDecides || r.Verdict != audit.Inconsistent || !r.Anytime.Fit.Rejected || r.Drawn > 500 || !strings.HasPrefix(r.Stopped, "decided after") {
+		t.Errorf("uniform:10: %d draws, stopped %q, %s: %s", r.Drawn, r.Stopped, r.Verdict, r.Summary)
+	}
+	t.Logf("uniform:10, one silent: %s", r.Stopped)
+	code, stdout, stderr = drawCmd(srv.URL, "--backend", "header:X-Pod", "--expect", "uniform", "--until", "decided", "-n", "1000", "-c", "1", "--json")
+	r = audit.Report{}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil || code != 0 || r.Drawn != 1000 || r.Stopped != "" {
+		t.Errorf("uniform: exit %d, %v, %d draws, stopped %q, stderr %q", code, err, r.Drawn, r.Stopped, stderr)
 	}
 }

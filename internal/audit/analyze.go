@@ -239,14 +239,20 @@ func measure(s Sample, a Audit) Report {
 }
 
 // anytimeOptions are the anytime-valid tests' options for an audit: its
-// alpha, the precision asked for or the draws planned, and the expected
+// alpha, the precision asked for or the draws planned, the expected
 // weights of the model's groups (nil with a uniform expectation, where the
-// fit asks whether every backend is equally likely).
+// fit asks whether every backend is equally likely) and the number of
+// backends where the expectation states it: N of uniform:N, and each
+// fortune's pods in the catalogue's default expectation. A weight given
+// with --expect is only a weight: it may be a replica count or not.
 func anytimeOptions(a Audit, m Model) AnytimeOptions {
-	o := AnytimeOptions{Alpha: a.Alpha, Precision: a.Precision, Planned: a.Draws}
+	o := AnytimeOptions{Alpha: a.Alpha, Precision: a.Precision, Planned: a.Draws, Backends: m.backendsWanted()}
 	if m.Expect.Kind != ExpectUniform {
 		for _, g := range m.groups() {
 			o.Weights = append(o.Weights, float64(g.Weight))
+			if m.podsKnown() {
+				o.GroupBackends = append(o.GroupBackends, g.Weight)
+			}
 		}
 	}
 	return o

@@ -35,6 +35,15 @@ type AnytimeOptions struct {
 	// Planned is how many draws are expected, when no precision is asked
 	// for: the sequences are made tightest there. 0: 10 000.
 	Planned int
+	// GroupBackends are how many backends each group has (in the order of
+	// Weights), when the expectation says so (omikuji's catalogue: its pod
+	// counts); 0 or missing: not known. A group's uniformity then counts
+	// its backends that have not answered yet.
+	GroupBackends []int
+	// Backends is how many backends there are in all with nil Weights
+	// (uniform:N), or 0 when not known. The fit then counts the backends
+	// that have not answered yet.
+	Backends int
 	// The priors' concentrations; 0: FitConcentration and
 	// UniformConcentration.
 	FitConcentration, UniformConcentration float64
@@ -51,8 +60,16 @@ func NewAnytime(o AnytimeOptions) *Anytime {
 	}
 	a := &Anytime{alpha: o.Alpha, uniformMode: o.Weights == nil, uniform: NewSequentialUniformity(uniformC),
 		independence: NewSequentialIndependence()}
+	for g, k := range o.GroupBackends {
+		if k > 0 {
+			a.uniform.Expect(g, k)
+		}
+	}
 	if a.uniformMode {
 		a.all = NewSequentialUniformity(uniformC)
+		if o.Backends > 0 {
+			a.all.Expect(0, o.Backends)
+		}
 	} else {
 		total := 0.0
 		for _, w := range o.Weights {

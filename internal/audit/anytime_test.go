@@ -3,6 +3,7 @@ package audit
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -100,5 +101,52 @@ func TestReplayNumbersBackendsInStartOrder(t *testing.T) {
 	}
 	if want := a.Result(); got.Draws != 6 || got.Fit != want.Fit || got.Independence != want.Independence || got.Shares[1] != want.Shares[1] {
 		t.Errorf("replay %+v, want %+v", got, want)
+	}
+}
+
+func TestAnytimeCountsBackendsOnlyWhenTheExpectationStatesThem(t *testing.T) {
+	omikuji, header := BackendSpec{Kind: KindOmikuji}, BackendSpec{Kind: KindHeader, Header: "X-Pod"}
+	for _, tc := range []struct {
+		backend  BackendSpec
+		expect   string
+		backends int
+		groups   []int
+	}{
+		{omikuji, "", 0, []int{1, 2, 6, 1}}, // the catalogue's pods
+		{omikuji, "great-fortune=1,middle-fortune=2,small-fortune=6,misfortune=1", 0, nil},
+		{omikuji, "uniform:10", 10, nil},
+		{header, "uniform:10", 10, nil},
+		{header, "uniform", 0, nil},
+		{header, "a=1,b=3", 0, nil},
+	} {
+		e, err := ParseExpect(tc.expect, tc.backend, GroupSpec{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := anytimeOptions(Audit{Alpha: 0.001}, NewModel(tc.backend, GroupSpec{}, e))
+		if o.Backends != tc.backends || !slices.Equal(o.GroupBackends, tc.groups) {
+			t.Errorf("%s --expect %q: backends %d, per group %v; want %d, %v", tc.backend.Kind, tc.expect, o.Backends, o.GroupBackends, tc.backends, tc.groups)
+		}
+	}
+
+	// uniform:10 with one backend silent: the fit counts it and rejects
+	// within a few hundred draws; told only "uniform", it never does.
+	rng := rand.New(rand.NewPCG(24, 10))
+	known := NewAnytime(AnytimeOptions{Alpha: 0.001, Backends: 10})
+	unknown := NewAnytime(AnytimeOptions{Alpha: 0.001})
+	number := map[int]int{} // backends in order of appearance, each its own group
+	for range 1000 {
+		pod := rng.IntN(9)
+		if _, ok := number[pod]; !ok {
+			number[pod] = len(number)
+		}
+		known.Observe(number[pod], number[pod])
+		unknown.Observe(number[pod], number[pod])
+	}
+	if r := known.Result(); !r.Fit.Rejected {
+		t.Errorf("uniform:10, one silent: fit p %v after 1000 draws, want rejected", r.Fit.PValue)
+	}
+	if r := unknown.Result(); r.Fit.Rejected || r.Uniformity.Rejected {
+		t.Errorf("uniform, one silent: rejected, fit p %v, uniformity p %v", r.Fit.PValue, r.Uniformity.PValue)
 	}
 }

@@ -55,7 +55,9 @@
 //     weight 0");
 //   - weight: a group's weight given the backends that answered for it
 //     (uniform: one per backend);
-//   - backendsWanted: how many backends must answer (uniform:N).
+//   - backendsWanted: how many backends must answer (uniform:N);
+//   - podsKnown: whether the groups' weights are their numbers of backends
+//     (the catalogue's default), which the anytime-valid uniformity counts.
 //
 // Per-backend expectations, such as weights per pod derived from a
 // cluster's EndpointSlices, plug in as one more Expectation kind carrying a

@@ -273,3 +273,7 @@ func (m Model) weight(declared, backends int) int {
 
 // backendsWanted is how many backends must answer (uniform:N), or 0.
 func (m Model) backendsWanted() int { return m.Expect.Backends }
+
+// podsKnown says that the expected weights are the groups' numbers of
+// backends: the catalogue's default replica counts of omikuji's fortunes.
+func (m Model) podsKnown() bool { return m.FortuneGroups && m.Expect.Kind == ExpectCatalogue }

@@ -21,7 +21,8 @@ package audit
 //     Multinomial Count Data" (NeurIPS 2022).
 //   - Uniformity: the backends within each group against equal shares,
 //     given which group each draw came from. Each group has its own
-//     symmetric Dirichlet forecast over the backends seen in it so far.
+//     symmetric Dirichlet forecast over the backends seen in it so far, or
+//     over all of them when the expectation says how many there are.
 //   - Independence: consecutive draws against "independent, identically
 //     distributed, with unknown shares". The forecast is a first-order
 //     Markov chain fitted on the draws so far (Krichevsky–Trofimov: each
@@ -244,6 +245,16 @@ func lbeta(a, b float64) float64 {
 // all draws of all groups is a test martingale: the groups' e-processes are
 // multiplied, which is valid here because they never move at the same
 // draw and each has conditional expectation 1 when it moves.
+//
+// When a group's number of backends k is known in advance (Expect), the
+// null says more: each of its k backends, answered yet or not, has
+// probability 1/k. Then every draw of the group counts, its backend's
+// first draw too: the forecast is over all k backends, those not seen yet
+// with a count of 0, against 1/k. A backend that never answers keeps its
+// forecast at the prior while the others' grow, so the e-value grows by
+// about log(k/(k−1)) per draw of the group: a silent backend is found. A
+// backend beyond the k has probability 0 under the null: one draw of it
+// makes the e-value infinite.
 type SequentialUniformity struct {
 	EProcess
 	prior  float64
@@ -254,6 +265,7 @@ type uniformGroup struct {
 	counts []int32 // draws per backend number; 0: not seen in this group
 	seen   int     // backends seen in the group
 	n      int     // their draws
+	want   int     // backends the group has, when known; 0: not known
 }
 
 // NewSequentialUniformity starts the uniformity e-process with a
@@ -262,21 +274,43 @@ func NewSequentialUniformity(concentration float64) *SequentialUniformity {
 	return &SequentialUniformity{prior: concentration}
 }
 
-// Observe adds a draw of backend b (a number ≥ 0) in group g (≥ 0).
-func (u *SequentialUniformity) Observe(g, b int) {
+// Expect says that group g (≥ 0) has k backends (≥ 1), before its first
+// draw.
+func (u *SequentialUniformity) Expect(g, k int) {
+	u.group(g).want = k
+}
+
+func (u *SequentialUniformity) group(g int) *uniformGroup {
 	for g >= len(u.groups) {
 		u.groups = append(u.groups, uniformGroup{})
 	}
-	grp := &u.groups[g]
+	return &u.groups[g]
+}
+
+// Observe adds a draw of backend b (a number ≥ 0) in group g (≥ 0).
+func (u *SequentialUniformity) Observe(g, b int) {
+	grp := u.group(g)
 	for b >= len(grp.counts) {
 		grp.counts = append(grp.counts, 0)
 	}
 	c := grp.counts[b]
-	if c > 0 {
+	switch {
+	case grp.want > 0 && c == 0 && grp.seen == grp.want:
+		u.set(math.Inf(1)) // one backend more than the group has
+		grp.seen++
+	case grp.want > 0:
+		// Forecast (prior + c_b)/(k·prior + n) against 1/k; c_b = 0 for
+		// each of the k − seen backends not seen yet.
+		k := float64(grp.want)
+		u.set(u.logE + math.Log((u.prior+float64(c))*k/(k*u.prior+float64(grp.n))))
+		if c == 0 {
+			grp.seen++
+		}
+	case c > 0:
 		// Forecast (prior + c_b)/(seen·prior + n) against 1/seen.
 		seen := float64(grp.seen)
 		u.set(u.logE + math.Log((u.prior+float64(c))*seen/(seen*u.prior+float64(grp.n))))
-	} else {
+	default:
 		grp.seen++
 	}
 	grp.counts[b]++

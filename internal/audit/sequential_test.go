@@ -252,3 +252,60 @@ func BenchmarkSequential(b *testing.B) {
 		s.Observe(number[p])
 	}
 }
+
+func TestSequentialUniformityWithKnownBackends(t *testing.T) {
+	// With k backends known, the e-value is the symmetric Dirichlet-
+	// multinomial Bayes factor over all k cells, those never drawn too.
+	const k, a = 4, UniformConcentration
+	u := NewSequentialUniformity(a)
+	u.Expect(0, k)
+	seq := []int{0, 0, 1, 0, 2, 0, 0, 1, 0, 0, 0, 2} // backend 3 never
+	counts := make([]int, k)
+	for _, b := range seq {
+		u.Observe(0, b)
+		counts[b]++
+	}
+	lg := func(x float64) float64 { v, _ := math.Lgamma(x); return v }
+	n := float64(len(seq))
+	want := lg(k*a) - lg(k*a+n) + n*math.Log(k)
+	for _, c := range counts {
+		want += lg(a+float64(c)) - lg(a)
+	}
+	if math.Abs(u.LogE()-want) > 1e-9 {
+		t.Errorf("log e %v, want the Bayes factor %v", u.LogE(), want)
+	}
+
+	// One backend of ten silent, the others fair: found within a few
+	// hundred draws (without the count it is never found: its first
+	// draw never comes).
+	rng := rand.New(rand.NewPCG(10, 1))
+	u = NewSequentialUniformity(a)
+	u.Expect(3, 10)
+	draws := 0
+	for ; !u.Rejects(0.001) && draws < 5000; draws++ {
+		u.Observe(3, rng.IntN(9))
+	}
+	if draws >= 700 {
+		t.Errorf("one backend of ten silent: rejected after %d draws, want fewer than 700", draws)
+	}
+
+	// All ten fair: the e-value stays near or below 1.
+	u = NewSequentialUniformity(a)
+	u.Expect(0, 10)
+	for range 20_000 {
+		u.Observe(0, rng.IntN(10))
+	}
+	if u.Rejects(0.01) {
+		t.Errorf("ten fair backends: max log e %v, rejected at 0.01", u.MaxLogE())
+	}
+
+	// An eleventh backend cannot happen under the null.
+	u.Observe(0, 10)
+	if !math.IsInf(u.LogE(), 1) || !u.Rejects(1e-300) {
+		t.Errorf("an eleventh backend of ten: log e %v, want +Inf", u.LogE())
+	}
+	u.Observe(0, 1)
+	if !math.IsInf(u.LogE(), 1) {
+		t.Errorf("after the eleventh backend: log e %v, want +Inf to stay", u.LogE())
+	}
+}

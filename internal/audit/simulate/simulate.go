@@ -17,25 +17,79 @@ type Balancer interface {
 	Next(rng *rand.Rand) int
 }
 
-// A Scenario is a system of pods in groups with the weights a user
-// expects of the groups, and the balancer in front of it.
+// A Scenario is a system of pods in groups with what a user expects of
+// it, and the balancer in front of it.
 type Scenario struct {
-	Name     string
-	Expected []int // expected weight per group
+	Name string
+	// Expected are the expected weights per group; nil: every pod equally
+	// likely (--expect uniform), each pod a group of its own.
+	Expected []int
 	PodGroup []int // each pod's group
-	Balancer func() Balancer
+	// KnowsPods says that the expectation states how many pods there are:
+	// with Expected, that its weights are the groups' pod counts (omikuji's
+	// catalogue, the default expectation); without, uniform:N with N the
+	// number of pods.
+	KnowsPods bool
+	Balancer  func() Balancer
 }
 
 // Catalogue is omikuji's ten pods: 1/2/6/1 replicas of four fortunes,
-// expected at 10/20/60/10 %.
+// expected at 10/20/60/10 % by the catalogue's default expectation, which
+// states the pods.
 func catalogue(name string, balancer func() Balancer) Scenario {
-	return Scenario{Name: name, Expected: []int{1, 2, 6, 1}, PodGroup: []int{0, 1, 1, 2, 2, 2, 2, 2, 2, 3}, Balancer: balancer}
+	return Scenario{Name: name, Expected: []int{1, 2, 6, 1}, PodGroup: []int{0, 1, 1, 2, 2, 2, 2, 2, 2, 3}, KnowsPods: true, Balancer: balancer}
 }
 
-// Fair is a random balancer over omikuji's ten pods: the null hypothesis
-// of every test.
+// weights is a catalogue scenario judged against the same weights given
+// as --expect, which states no pods.
+func weights(name string, balancer func() Balancer) Scenario {
+	s := catalogue(name, balancer)
+	s.KnowsPods = false
+	return s
+}
+
+// uniform is ten pods, each its own group, expected equally often:
+// --expect uniform:10 when knowsPods, else --expect uniform (which nine
+// pods answering at random satisfy: no test can see a silent tenth).
+func uniform(name string, knowsPods bool, balancer func() Balancer) Scenario {
+	pods := make([]int, 10)
+	for i := range pods {
+		pods[i] = i
+	}
+	return Scenario{Name: name, PodGroup: pods, KnowsPods: knowsPods, Balancer: balancer}
+}
+
+// Fair is a random balancer over omikuji's ten pods, judged against the
+// catalogue's default expectation: the null hypothesis of every test.
 func Fair() Scenario {
 	return catalogue("fair random over 10 pods", func() Balancer { return NewRandom(ones(10)) })
+}
+
+// Fairs are a random balancer over ten pods judged against each kind of
+// expectation: the catalogue's (pods known), the same weights given with
+// --expect (pods not known) and uniform:10.
+func Fairs() []Scenario {
+	fair := func() Balancer { return NewRandom(ones(10)) }
+	return []Scenario{Fair(), weights("fair random over 10 pods, --expect given as weights", fair),
+		uniform("fair random over 10 pods, --expect uniform:10", true, fair)}
+}
+
+// Options are the anytime-valid audit's options for the scenario.
+func (s Scenario) Options(alpha float64) audit.AnytimeOptions {
+	o := audit.AnytimeOptions{Alpha: alpha}
+	if s.Expected == nil {
+		if s.KnowsPods {
+			o.Backends = len(s.PodGroup)
+		}
+		return o
+	}
+	for _, x := range s.Expected {
+		o.Weights = append(o.Weights, float64(x))
+	}
+	if s.KnowsPods {
+		o.GroupBackends = s.Expected
+	}
+	return o
 }
 
 // Faults are the power benchmark's scenarios.
@@ -49,6 +103,8 @@ func Faults() []Scenario {
 	return []Scenario{
 		catalogue("one pod of ten never drawn (misfortune's only pod)", func() Balancer { return NewRandom(staleOnly) }),
 		catalogue("one pod of ten never drawn (one of small-fortune's six)", func() Balancer { return NewRandom(staleSmall) }),
+		weights("the same, --expect given as weights (pods not known)", func() Balancer { return NewRandom(staleSmall) }),
+		uniform("one pod of ten never drawn, --expect uniform:10", true, func() Balancer { return NewRandom(staleSmall) }),
 		catalogue("one pod of six at half share", func() Balancer { return NewRandom(halfShare) }),
 		catalogue("round-robin over ten pods", func() Balancer { return &RoundRobin{Pods: 10} }),
 		{Name: "canary at 15 % where 10 % expected", Expected: []int{9, 1}, PodGroup: []int{0, 1},
@@ -163,12 +219,9 @@ func NewAnytime(s Scenario, alpha float64) *Anytime {
 // NewAnytimeWith is an anytime-valid judge with other prior
 // concentrations, to compare them (0: the audit's).
 func NewAnytimeWith(s Scenario, alpha, fitConcentration, uniformConcentration float64) *Anytime {
-	w := make([]float64, len(s.Expected))
-	for i, x := range s.Expected {
-		w[i] = float64(x)
-	}
-	a := &Anytime{Alpha: alpha, podGroup: s.PodGroup, number: make([]int, len(s.PodGroup)),
-		Audit: audit.NewAnytime(audit.AnytimeOptions{Weights: w, Alpha: alpha, FitConcentration: fitConcentration, UniformConcentration: uniformConcentration})}
+	o := s.Options(alpha)
+	o.FitConcentration, o.UniformConcentration = fitConcentration, uniformConcentration
+	a := &Anytime{Alpha: alpha, podGroup: s.PodGroup, number: make([]int, len(s.PodGroup)), Audit: audit.NewAnytime(o)}
 	for i := range a.number {
 		a.number[i] = -1
 	}
@@ -189,20 +242,23 @@ func (a *Anytime) Observe(pod int) bool {
 // Fixed judges every block of N draws with the chi-square tests of
 // `omikuji draw -n N` (fit, uniformity, independence), each at Alpha; with
 // Windowed it also compares each block's backends with the block before,
-// as `--watch` does to notice that the odds changed.
+// as `--watch` does to notice that the odds changed. With a uniform
+// expectation every pod that answered weighs one, and uniform:N also asks
+// whether fewer than N answering is plausible.
 type Fixed struct {
-	N        int
-	Alpha    float64
-	Windowed bool
-	Expected []int
-	PodGroup []int
-	block    []int
-	previous []int // the previous block's draws per pod
+	N         int
+	Alpha     float64
+	Windowed  bool
+	Expected  []int
+	PodGroup  []int
+	KnowsPods bool
+	block     []int
+	previous  []int // the previous block's draws per pod
 }
 
 // NewFixed judges blocks of n draws as `omikuji draw -n n` does.
 func NewFixed(s Scenario, n int, alpha float64) *Fixed {
-	return &Fixed{N: n, Alpha: alpha, Expected: s.Expected, PodGroup: s.PodGroup}
+	return &Fixed{N: n, Alpha: alpha, Expected: s.Expected, PodGroup: s.PodGroup, KnowsPods: s.KnowsPods}
 }
 
 // NewWindowed judges windows of n draws as `--watch --window n` does.
@@ -219,20 +275,37 @@ func (f *Fixed) Observe(pod int) bool {
 		return false
 	}
 	pods := make([]int, len(f.PodGroup))
-	groups := make([]int, len(f.Expected))
 	for _, p := range f.block {
 		pods[p]++
-		groups[f.PodGroup[p]]++
+	}
+	var groups, expected []int
+	if f.Expected != nil {
+		groups, expected = make([]int, len(f.Expected)), f.Expected
+		for p, c := range pods {
+			groups[f.PodGroup[p]] += c
+		}
 	}
 	byGroup := make([][]int, len(f.Expected))
+	seen := 0
 	for p, c := range pods {
-		if c > 0 { // the audit knows only the backends that answered
+		if c == 0 {
+			continue // the audit knows only the backends that answered
+		}
+		seen++
+		if f.Expected == nil {
+			groups, expected = append(groups, c), append(expected, 1)
+		} else {
 			byGroup[f.PodGroup[p]] = append(byGroup[f.PodGroup[p]], c)
 		}
 	}
-	alarm := !audit.GoodnessOfFit(groups, f.Expected, f.Alpha).Passed ||
+	alarm := !audit.GoodnessOfFit(groups, expected, f.Alpha).Passed ||
 		!audit.Uniformity(byGroup, f.Alpha).Passed ||
 		!audit.Independence(f.block, len(f.PodGroup), f.Alpha).Passed
+	if f.Expected == nil && f.KnowsPods && seen < len(f.PodGroup) {
+		if p, _ := audit.MissingBackends(seen, len(f.PodGroup), f.N, f.Alpha); p < f.Alpha {
+			alarm = true
+		}
+	}
 	if f.Windowed && f.previous != nil && !audit.Homogeneity(f.previous, pods, f.Alpha).Passed {
 		alarm = true
 	}

@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -64,5 +65,30 @@ func TestJudgesFindEveryFault(t *testing.T) {
 	}
 	if n := Run(rr, NewWindowed(rr, 150, 0.001), 3000, rng); n != 150 {
 		t.Errorf("%s: the windowed tests alarmed at %d, want at the end of the first window", rr.Name, n)
+	}
+}
+
+func TestASilentBackendIsFoundWhenTheExpectationCountsIt(t *testing.T) {
+	for _, name := range []string{"one pod of ten never drawn, --expect uniform:10", "one pod of ten never drawn (one of small-fortune's six)"} {
+		var s Scenario
+		for _, f := range Faults() {
+			if f.Name == name {
+				s = f
+			}
+		}
+		if !s.KnowsPods {
+			t.Fatalf("no scenario %q that knows its pods", name)
+		}
+		var at []int
+		for r := range 51 {
+			at = append(at, Run(s, NewAnytime(s, 0.001), 1000, rand.New(rand.NewPCG(uint64(r), 24))))
+		}
+		slices.Sort(at)
+		t.Logf("%s: draws to the alarm in 51 seeded runs: %v", name, at)
+		// About 210 draws at the median (log(1000) over log(10/9) per draw,
+		// plus the prior's Occam penalty); the seeds are fixed.
+		if at[0] == 0 || at[50] > 400 {
+			t.Errorf("%s: not found within 400 draws in every run: %v", name, at)
+		}
 	}
 }
