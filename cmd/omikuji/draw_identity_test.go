@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/omikuji/omikuji/internal/audit"
+	"github.com/omikuji/omikuji/internal/testkit"
 )
 
 // randomFront is a loopback L4 balancer: each accepted connection is spliced
@@ -85,7 +86,10 @@ func waitListening(t *testing.T, addr string) {
 // random L4 front: each answer counts in the fortune it names, and every
 // output says in words that the names are not unique.
 func TestDrawCountsEachAnswerAsItSaysAndReportsSharedNames(t *testing.T) {
-	ports := freePorts(t, 2)
+	ports, err := testkit.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var backends []string
 	for i, id := range []string{"great-fortune", "misfortune"} {
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[i])
