@@ -1,6 +1,7 @@
 package main
 
 import (
+	"go/build"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,7 +40,7 @@ func TestVersion(t *testing.T) {
 // tools/image, the Dockerfile), and the go command's own record of the git
 // commit (go install ./cmd/... in a clone).
 func TestVersionOfRealBuilds(t *testing.T) {
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goTool := filepath.Join(build.Default.GOROOT, "bin", "go") // the toolchain running this test
 	build := func(t *testing.T, args ...string) string {
 		t.Helper()
 		bin := filepath.Join(t.TempDir(), "omikuji")
