@@ -70,6 +70,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // runVersion prints which build this is.
 func runVersion(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		fmt.Fprint(stdout, "usage: omikuji version (or omikuji --version)\n\nPrints this build's version, commit and Go toolchain.\n")
+		return 0
+	}
 	if len(args) > 0 {
 		fmt.Fprintf(stderr, "omikuji version: unexpected argument %q\n", args[0])
 		return 2

@@ -30,6 +30,9 @@ func TestVersion(t *testing.T) {
 	if code, _, stderr := runCmd("version", "--short"); code != 2 || !strings.Contains(stderr, `unexpected argument "--short"`) {
 		t.Errorf("version --short: exit %d, stderr %q", code, stderr)
 	}
+	if code, stdout, _ := runCmd("version", "-h"); code != 0 || !strings.Contains(stdout, "usage: omikuji version") {
+		t.Errorf("version -h: exit %d, stdout %q", code, stdout)
+	}
 	if code, stdout, _ := runCmd("help"); code != 0 || !strings.Contains(stdout, "version") || !strings.Contains(stdout, "completion") {
 		t.Errorf("help lists no version or completion: %q", stdout)
 	}
