@@ -18,19 +18,23 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY cmd/ cmd/
 COPY internal/ internal/
 COPY tools/image/ tools/image/
-ARG TARGETOS TARGETARCH VERSION SOURCE_DATE_EPOCH
-# The SBOM is read from the binary's own build information by the same code
-# tools/image uses, so both images carry the same /sbom.cdx.json.
+ARG TARGETOS TARGETARCH VERSION REVISION SOURCE_DATE_EPOCH
+# `omikuji version` prints the stamped VERSION and REVISION. The SBOM is read
+# from the binary's own build information by the same code tools/image uses,
+# so both images carry the same /sbom.cdx.json.
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -buildvcs=false -ldflags='-s -w' -o /out/omikuji ./cmd/omikuji && \
+    go build -trimpath -buildvcs=false \
+      -ldflags="-s -w -X github.com/omikuji/omikuji/internal/version.version=$VERSION -X github.com/omikuji/omikuji/internal/version.commit=$REVISION" \
+      -o /out/omikuji ./cmd/omikuji && \
     go run ./tools/image sbom --version "$VERSION" /out/omikuji > /out/sbom.cdx.json
 
 # No shell, no package manager: a static binary needs nothing else.
 FROM gcr.io/distroless/static-debian13:nonroot
 ARG VERSION REVISION
 LABEL org.opencontainers.image.title="omikuji" \
+      org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.description="Japanese fortune slips on Kubernetes: the load balancer draws the lot." \
       org.opencontainers.image.source="https://github.com/omikuji/omikuji" \
       org.opencontainers.image.version="$VERSION" \

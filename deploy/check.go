@@ -542,8 +542,9 @@ func checkNetworkPolicy(kit *Kit) []error {
 }
 
 // checkMetricsPort: every pod names the port serve answers /metrics on
-// (--metrics-addr, :9090 unless set) "metrics", and no Service reaches it:
-// a scrape costs far more than a draw and belongs to Prometheus alone.
+// (--metrics-addr, which the manifests set: the default follows --addr)
+// "metrics", and no Service reaches it: a scrape costs far more than a draw
+// and belongs to Prometheus alone.
 func checkMetricsPort(kit *Kit) []error {
 	var errs []error
 	for _, d := range kit.Deployments {
@@ -553,7 +554,8 @@ func checkMetricsPort(kit *Kit) []error {
 		}
 		addr, ok := flagValue(c.Args, "metrics-addr")
 		if !ok {
-			addr = server.DefaultMetricsAddr
+			errs = append(errs, fmt.Errorf("Deployment %s: no --metrics-addr in the container args; serve's default follows --addr, so name the port the containerPort metrics declares", d.Name))
+			continue
 		}
 		_, port, err := net.SplitHostPort(addr)
 		want, perr := strconv.Atoi(port)

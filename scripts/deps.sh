@@ -5,7 +5,8 @@ packages=(
   chromium            # browser tests: what a person sees
   fonts-ipafont-mincho  # kanji in the browser's screenshots of the slip
   prometheus          # promtool (metrics, rules and their unit tests); the e2e's Prometheus server
-  shellcheck          # infra scripts
+  shellcheck          # infra scripts, the bash completion
+  zsh                 # the zsh completion
   nginx-light wrk     # benchmark yardstick and load generator
   libnginx-mod-stream # nginx stream balancers audited by omikuji draw's tests
   containerd runc containernetworking-plugins etcd-server  # real-cluster e2e

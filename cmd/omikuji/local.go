@@ -25,7 +25,7 @@ func runLocal(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := newFlagSet("local", localUsage, stderr)
 	var env envReader
 	addr := fs.String("addr", env.String("OMIKUJI_ADDR", local.DefaultAddr), "front listener address (env OMIKUJI_ADDR)")
-	metricsAddr := fs.String("metrics-addr", env.String("OMIKUJI_METRICS_ADDR", local.DefaultMetricsAddr), "listen address of every replica's /metrics, labelled by pod; empty serves none (env OMIKUJI_METRICS_ADDR)")
+	metricsAddr := fs.String("metrics-addr", env.String("OMIKUJI_METRICS_ADDR", ""), "listen address of every replica's /metrics, labelled by pod; unless set, 127.0.0.1 and the --addr port + 1000 (127.0.0.1:9080); empty serves none (env OMIKUJI_METRICS_ADDR)")
 	replicas := fs.String("replicas", fortune.DefaultReplicas().String(), "replicas per fortune, id=n,...; fortunes left out get none")
 	balancer := fs.String("balancer", local.Random, "random (kube-proxy iptables/nftables) or round-robin (IPVS's default)")
 	keepAlive := fs.Bool("keep-alive", env.Bool("OMIKUJI_KEEP_ALIVE", false), "let connections persist: browser reloads then stick to one replica (env OMIKUJI_KEEP_ALIVE)")
@@ -44,6 +44,14 @@ func runLocal(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "omikuji local: %v\n", err)
 		return 2
 	}
+	// Metrics stay on loopback unless asked: they are internal.
+	if !given(fs, "metrics-addr", "OMIKUJI_METRICS_ADDR") {
+		cfg.MetricsAddr, err = defaultMetricsAddr("127.0.0.1", *addr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "omikuji local: %v\n", err)
+		return 2
+	}
 	if cfg.Logger, err = newLogger(stderr, *logLevel); err != nil {
 		fmt.Fprintf(stderr, "omikuji local: %v\n", err)
 		return 2
@@ -55,6 +63,11 @@ func runLocal(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	context.AfterFunc(ctx, stop)
 	sys, err := local.Start(cfg)
 	if err != nil {
+		if samePort(err, cfg.MetricsAddr) {
+			err = inUse(err, metricsInUse)
+		} else {
+			err = inUse(err, addrInUse)
+		}
 		fmt.Fprintf(stderr, "omikuji local: %v\n", err)
 		return 1
 	}

@@ -3,6 +3,8 @@
 //	omikuji serve   one fortune replica, what runs in each pod
 //	omikuji local   the whole system on this machine: replicas + an L4 balancer
 //	omikuji draw    draw fortunes from a running system and audit the odds
+//	omikuji version which build this is
+//	omikuji completion bash|zsh  the shell's completion script
 package main
 
 import (
@@ -18,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/term"
+
+	"github.com/omikuji/omikuji/internal/version"
 )
 
 const usage = `usage: omikuji <command> [flags]
@@ -26,6 +30,9 @@ commands:
   serve   serve one fortune (what runs in each pod)
   local   run every replica and a random L4 balancer on this machine
   draw    draw fortunes from a running system and audit the odds
+  version print the version, commit and Go version (also --version)
+  completion bash|zsh
+          print the shell's completion script
 
 "omikuji <command> -h" lists a command's flags.
 `
@@ -48,6 +55,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runLocal(ctx, args[1:], stdout, stderr)
 	case "draw":
 		return runDraw(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		return runVersion(args[1:], stdout, stderr)
+	case "completion":
+		return runCompletion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -55,6 +66,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "omikuji: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+}
+
+// runVersion prints which build this is.
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		fmt.Fprint(stdout, "usage: omikuji version (or omikuji --version)\n\nPrints this build's version, commit and Go toolchain.\n")
+		return 0
+	}
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "omikuji version: unexpected argument %q\n", args[0])
+		return 2
+	}
+	if err := version.Get().Write(stdout, "omikuji"); err != nil {
+		return 1
+	}
+	return 0
 }
 
 // newFlagSet returns the flag set of "omikuji <name>": its usage line and

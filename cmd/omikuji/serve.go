@@ -33,7 +33,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	id := fs.String("fortune", env.String("OMIKUJI_FORTUNE", ""), "fortune to serve, one of the catalogue IDs (env OMIKUJI_FORTUNE)")
 	addr := fs.String("addr", env.String("OMIKUJI_ADDR", server.DefaultAddr), "listen address of the draw and the probes (env OMIKUJI_ADDR)")
-	metricsAddr := fs.String("metrics-addr", env.String("OMIKUJI_METRICS_ADDR", server.DefaultMetricsAddr), "listen address of /metrics; empty serves none (env OMIKUJI_METRICS_ADDR)")
+	metricsAddr := fs.String("metrics-addr", env.String("OMIKUJI_METRICS_ADDR", ""), "listen address of /metrics; unless set, --addr's host and port + 1000 (:9081); empty serves none (env OMIKUJI_METRICS_ADDR)")
 	pod := fs.String("pod", env.String("OMIKUJI_POD", hostname), "pod name shown on the slip and in JSON; the host name unless set (env OMIKUJI_POD)")
 	logLevel := fs.String("log-level", env.String("OMIKUJI_LOG_LEVEL", "info"), "debug, info, warn or error (env OMIKUJI_LOG_LEVEL)")
 	keepAlive := fs.Bool("keep-alive", env.Bool("OMIKUJI_KEEP_ALIVE", false), "let draw connections persist: reloads then stick to one pod (env OMIKUJI_KEEP_ALIVE)")
@@ -49,6 +49,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if err := server.CheckAddr(*addr); err != nil {
 		return usageErr("--addr: %v", err)
+	}
+	if !given(fs, "metrics-addr", "OMIKUJI_METRICS_ADDR") {
+		host, _, _ := net.SplitHostPort(*addr)
+		if *metricsAddr, err = defaultMetricsAddr(host, *addr); err != nil {
+			return usageErr("%v", err)
+		}
 	}
 	if *metricsAddr != "" {
 		if err := server.CheckAddr(*metricsAddr); err != nil {
@@ -83,14 +89,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	ln, err := server.Listen(ctx, *addr)
 	if err != nil {
-		log.Error("listen", "addr", *addr, "err", err)
+		log.Error("listen", "addr", *addr, "err", inUse(err, addrInUse))
 		return 1
 	}
 	var metrics net.Listener
 	if *metricsAddr != "" {
 		if metrics, err = server.Listen(ctx, *metricsAddr); err != nil {
 			ln.Close()
-			log.Error("listen", "addr", *metricsAddr, "err", err)
+			log.Error("listen", "addr", *metricsAddr, "err", inUse(err, metricsInUse))
 			return 1
 		}
 	}

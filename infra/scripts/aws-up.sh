@@ -10,8 +10,9 @@
 #   OMIKUJI_ENHANCED_SCANNING  "true": ECR enhanced scanning (Amazon Inspector,
 #                         billed per image; see docs/aws.md). Default false.
 #   OMIKUJI_IMAGE_TAG     image tag (default: g<commit>[-dirty-<time>])
-#   OMIKUJI_IMAGE_TOOL    command that builds and pushes the image
-#                         (default: go run ./tools/image)
+#   OMIKUJI_IMAGE_TOOL    path of an executable that builds and pushes the
+#                         image, taking the arguments of tools/image (one
+#                         word: no arguments of its own); unset: go run ./tools/image
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -39,10 +39,6 @@ const MaxReplicas = 100
 // DefaultAddr is where the front listener listens unless told otherwise.
 const DefaultAddr = "127.0.0.1:8080"
 
-// DefaultMetricsAddr is where omikuji local serves every replica's metrics
-// unless told otherwise.
-const DefaultMetricsAddr = "127.0.0.1:9090"
-
 // dialTimeout bounds the front's connection to a replica on loopback: a
 // replica that cannot take it fails that client within it.
 const dialTimeout = 2 * time.Second
@@ -283,7 +279,7 @@ func (s *System) podName(id string, taken map[string]bool) string {
 func (s *System) URL() string { return "http://" + s.front.Addr().String() + "/" }
 
 // MetricsURL is where every replica's metrics are scraped, e.g.
-// "http://127.0.0.1:9090/metrics"; "" without Config.MetricsAddr.
+// "http://127.0.0.1:9080/metrics"; "" without Config.MetricsAddr.
 func (s *System) MetricsURL() string {
 	if s.metrics == nil {
 		return ""

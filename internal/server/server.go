@@ -36,11 +36,9 @@ const (
 )
 
 // Where serve listens unless told otherwise. Metrics have a port of their
-// own, which the Service does not expose.
-const (
-	DefaultAddr        = ":8081"
-	DefaultMetricsAddr = ":9090"
-)
+// own, which the Service does not expose: omikuji serve derives it from
+// this one (cmd/omikuji).
+const DefaultAddr = ":8081"
 
 // Limits on what a client controls (docs/service.md#limits).
 const (

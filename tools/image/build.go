@@ -32,7 +32,12 @@ const (
 	uid        = 65532     // "nonroot", as in distroless: runs the binary
 	port       = "8081/tcp"
 	sourceURL  = "https://github.com/omikuji/omikuji"
+	license    = "Apache-2.0" // SPDX identifier of ../../LICENSE
 )
+
+// versionPkg holds the variables `omikuji version` prints, which the build
+// stamps with --version and --revision.
+const versionPkg = "github.com/omikuji/omikuji/internal/version"
 
 // supported are the platforms EKS nodes run: x86 and Graviton.
 var supported = []string{"linux/amd64", "linux/arm64"}
@@ -89,8 +94,8 @@ func parseBuildFlags(args []string) (buildOptions, error) {
 		return buildOptions{}, usagef("--main must name a Go package")
 	}
 	for flag, v := range map[string]string{"--revision": *revision, "--version": *version} {
-		if strings.ContainsAny(v, "\x00\r\n") || len(v) > 128 {
-			return buildOptions{}, usagef("%s %q: want one short line", flag, v)
+		if strings.ContainsAny(v, "\x00\r\n\t '\"\\") || len(v) > 128 {
+			return buildOptions{}, usagef("%s %q: want one short word, such as v1.2.0 or a commit hash", flag, v)
 		}
 	}
 	if *oci != "" {
@@ -140,7 +145,7 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	images := make([]v1.Image, len(opts.platforms))
 	for i, platform := range opts.platforms {
-		binary, err := compile(ctx, opts.mainPkg, platform, stderr)
+		binary, err := compile(ctx, opts, platform, stderr)
 		if err != nil {
 			return err
 		}
@@ -186,8 +191,10 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return report(stdout, opts, images, index)
 }
 
-// compile builds a static, stripped binary of pkg for the platform.
-func compile(ctx context.Context, pkg, platform string, stderr io.Writer) ([]byte, error) {
+// compile builds a static, stripped binary of the main package for the
+// platform, stamped with the version and revision.
+func compile(ctx context.Context, opts buildOptions, platform string, stderr io.Writer) ([]byte, error) {
+	pkg := opts.mainPkg
 	dir, err := os.MkdirTemp("", "omikuji-image-")
 	if err != nil {
 		return nil, err
@@ -195,9 +202,10 @@ func compile(ctx context.Context, pkg, platform string, stderr io.Writer) ([]byt
 	defer os.RemoveAll(dir)
 	out := filepath.Join(dir, "omikuji")
 	goos, goarch, _ := strings.Cut(platform, "/")
-	// -buildvcs=false: the revision goes into a label when asked for, and a
-	// build must not depend on whether .git is present or readable.
-	cmd := exec.CommandContext(ctx, goTool(), "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out, pkg)
+	// -buildvcs=false: the revision goes into a label and the binary when
+	// asked for, and a build must not depend on whether .git is present or
+	// readable.
+	cmd := exec.CommandContext(ctx, goTool(), "build", "-trimpath", "-buildvcs=false", "-ldflags="+ldflags(opts), "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
 	cmd.Stdout = stderr
 	cmd.Stderr = stderr
@@ -205,6 +213,19 @@ func compile(ctx context.Context, pkg, platform string, stderr io.Writer) ([]byt
 		return nil, fmt.Errorf("go build %s for %s: %w", pkg, platform, err)
 	}
 	return os.ReadFile(out)
+}
+
+// ldflags strip the binary and stamp what `omikuji version` prints; the
+// values are one short line without spaces or quotes (parseBuildFlags).
+func ldflags(opts buildOptions) string {
+	flags := "-s -w"
+	if opts.version != "" {
+		flags += " -X " + versionPkg + ".version=" + opts.version
+	}
+	if opts.revision != "" {
+		flags += " -X " + versionPkg + ".commit=" + opts.revision
+	}
+	return flags
 }
 
 // goTool is the go command on PATH. `go run` and `go test` put their own
@@ -268,11 +289,11 @@ func newImage(binary []byte, platform string, opts buildOptions) (v1.Image, erro
 }
 
 // ociAnnotations are the org.opencontainers.image.* keys, as labels of each
-// image and as annotations of the index. There is no licenses key: the
-// repository has no licence file to take it from.
+// image and as annotations of the index.
 func ociAnnotations(opts buildOptions) map[string]string {
 	a := map[string]string{
 		"org.opencontainers.image.title":       "omikuji",
+		"org.opencontainers.image.licenses":    license,
 		"org.opencontainers.image.description": "Japanese fortune slips on Kubernetes: the load balancer draws the lot.",
 		"org.opencontainers.image.source":      sourceURL,
 		"org.opencontainers.image.created":     opts.created.Format(time.RFC3339),

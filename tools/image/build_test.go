@@ -75,6 +75,19 @@ const (
 	testRevision = "0123456789abcdef0123456789abcdef01234567"
 )
 
+// TestLicenseIsTheRepositorys ties the licence the image and its SBOM
+// declare to the LICENSE file.
+func TestLicenseIsTheRepositorys(t *testing.T) {
+	text, err := os.ReadFile("../../LICENSE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if license != "Apache-2.0" || !strings.HasPrefix(strings.TrimSpace(string(text)), "Apache License\n                           Version 2.0, January 2004") ||
+		!strings.Contains(string(text), "END OF TERMS AND CONDITIONS") {
+		t.Errorf("LICENSE is not the Apache License 2.0 that the image declares as %q", license)
+	}
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if builtDir != "" {
@@ -199,6 +212,7 @@ func assertOCIKeys(t *testing.T, what string, got map[string]string, created str
 	t.Helper()
 	want := map[string]string{
 		"org.opencontainers.image.title":    "omikuji",
+		"org.opencontainers.image.licenses": "Apache-2.0",
 		"org.opencontainers.image.source":   sourceURL,
 		"org.opencontainers.image.version":  testVersion,
 		"org.opencontainers.image.revision": testRevision,
@@ -279,6 +293,11 @@ func assertRuns(t *testing.T, path string) {
 	t.Helper()
 	if err := exec.Command(path, "no-such-command").Run(); exitCode(err) != 2 {
 		t.Errorf("omikuji no-such-command: %v, want exit status 2", err)
+	}
+	// The build stamps --version and --revision into the binary.
+	if out, err := exec.Command(path, "version").Output(); err != nil ||
+		!strings.HasPrefix(string(out), "omikuji "+testVersion+"\ncommit  "+testRevision+"\ngo      go") {
+		t.Errorf("omikuji version: %v\n%s\nwant %s, commit %s", err, out, testVersion, testRevision)
 	}
 
 	addr := testkit.FreeAddr(t)
@@ -508,6 +527,8 @@ func TestBuildRejectsBadInput(t *testing.T) {
 		{"bad platform in a list", "", []string{"build", "--oci", "OUT", "--platform", "linux/amd64,linux/s390x"}, 2, "linux/s390x"},
 		{"platform twice", "", []string{"build", "--oci", "OUT", "--platform", "linux/arm64,linux/arm64"}, 2, "given twice"},
 		{"two-line version", "", []string{"build", "-o", "OUT", "--version", "1\n2"}, 2, "--version"},
+		{"version with a space", "", []string{"build", "-o", "OUT", "--version", "v1 -X main.x=y"}, 2, "--version"},
+		{"revision with a quote", "", []string{"build", "-o", "OUT", "--revision", "abc'"}, 2, "--revision"},
 		{"unknown flag", "", []string{"build", "-o", "OUT", "--fast"}, 2, "not defined"},
 		{"stray argument", "", []string{"build", "-o", "OUT", "extra"}, 2, "unexpected arguments"},
 		{"bad SOURCE_DATE_EPOCH", "yesterday", []string{"build", "-o", "OUT"}, 2, "SOURCE_DATE_EPOCH"},

@@ -78,7 +78,8 @@ func TestDockerfileMatchesTheImage(t *testing.T) {
 	if download < 0 || copySource < 0 || download > copySource {
 		t.Errorf("go mod download must come before the source is copied (download at %d, COPY cmd/ at %d)", download, copySource)
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "GOOS=$TARGETOS", "GOARCH=$TARGETARCH", "-trimpath", "-ldflags='-s -w'", "./cmd/omikuji"} {
+	stamps := ldflags(buildOptions{version: "$VERSION", revision: "$REVISION"})
+	for _, want := range []string{"CGO_ENABLED=0", "GOOS=$TARGETOS", "GOARCH=$TARGETARCH", "-trimpath", `-ldflags="` + stamps + `"`, "./cmd/omikuji"} {
 		if !strings.Contains(compile, want) {
 			t.Errorf("the go build line lacks %s: %q", want, compile)
 		}

@@ -34,6 +34,7 @@ func sbom(binary []byte, version string, created time.Time) ([]byte, error) {
 	main.Version = version // the build stamps "(devel)" for the main module
 	main.PackageURL = purl(info.Main.Path, version)
 	main.Properties = buildSettings(info)
+	main.Licenses = &cdx.Licenses{{License: &cdx.License{ID: license}}}
 
 	std := cdx.Component{
 		BOMRef:     purl("std", info.GoVersion),

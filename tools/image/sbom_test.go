@@ -35,6 +35,9 @@ func TestSBOMListsTheBinarysModules(t *testing.T) {
 			if app.Name != "github.com/omikuji/omikuji" || app.Version != testVersion || app.Type != cdx.ComponentTypeApplication {
 				t.Errorf("application %s %s (%s), want github.com/omikuji/omikuji %s", app.Name, app.Version, app.Type, testVersion)
 			}
+			if app.Licenses == nil || len(*app.Licenses) != 1 || (*app.Licenses)[0].License == nil || (*app.Licenses)[0].License.ID != license {
+				t.Errorf("application licences %+v, want the SPDX ID %s", app.Licenses, license)
+			}
 			goos, goarch, _ := strings.Cut(platform, "/")
 			if !slices.Contains(*app.Properties, cdx.Property{Name: "go:build:GOARCH", Value: goarch}) {
 				t.Errorf("application properties %v lack GOARCH=%s", *app.Properties, goarch)
