@@ -18,7 +18,7 @@ func (r Report) WriteHTML(w io.Writer) error {
 var page = template.Must(template.New("audit").Funcs(template.FuncMap{
 	"pct": func(f float64) string { return fmt.Sprintf("%.1f %%", 100*f) },
 	"width": func(f float64) string {
-		return fmt.Sprintf("%.1f", 200*min(max(f, 0), 1))
+		return fmt.Sprintf("%.1f", 100*min(max(f, 0), 1))
 	},
 	"p": func(applicable bool, p float64) string {
 		if !applicable {
@@ -40,12 +40,12 @@ var page = template.Must(template.New("audit").Funcs(template.FuncMap{
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>kubectl omikuji audit: {{.Verdict}} — {{.Namespace}}/{{.Service}}</title>
 <style>
-body { font: 14px/1.45 system-ui, sans-serif; color: #1d1d1f; margin: 24px; max-width: 1200px; }
+body { font: 14px/1.45 system-ui, sans-serif; color: #1d1d1f; margin: 24px; max-width: 1500px; }
 h1 { font-size: 22px; margin: 0 0 6px; }
 .verdict { color: #fff; padding: 2px 10px; border-radius: 4px; font-size: 15px; vertical-align: 2px; }
 .consistent { background: #1b7f3b; } .inconsistent { background: #b3261e; } .inconclusive { background: #8a6d00; }
 .meta, .rule, .aside { color: #555; }
-.nodes { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 16px; margin-top: 16px; }
+.nodes { display: grid; grid-template-columns: repeat(auto-fit, minmax(720px, 1fr)); gap: 16px; margin-top: 16px; }
 .node { border: 1px solid #d0d0d0; border-radius: 8px; padding: 12px 16px; }
 .node h2 { font-size: 17px; margin: 0 0 4px; }
 .node h3 { font-size: 14px; margin: 14px 0 2px; }
@@ -53,11 +53,11 @@ table { border-collapse: collapse; width: 100%; margin: 6px 0; }
 th, td { text-align: left; padding: 2px 6px; border-bottom: 1px solid #eee; font-size: 13px; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.unexpected td { background: #fdecea; }
-.track { position: relative; display: inline-block; width: 200px; height: 12px; background: #f2f2f2; vertical-align: middle; }
+.track { position: relative; display: inline-block; width: 100px; height: 12px; background: #f2f2f2; vertical-align: middle; }
 .bar { position: absolute; left: 0; top: 1px; height: 10px; background: #5b6bd6; }
 .mark { position: absolute; top: -2px; width: 2px; height: 16px; background: #000; }
 ul.disc { color: #b3261e; margin: 6px 0; padding-left: 18px; }
-code { font-size: 12px; }
+code { font-size: 12px; } td code { white-space: nowrap; }
 </style>
 </head>
 <body>
