@@ -16,7 +16,7 @@ build: ## the omikuji binary in dist/
 
 test: lint test-unit test-deploy test-infra fuzz ## every offline test (what a newcomer and CI run)
 
-lint: ## gofmt and go vet in every module
+lint: ## gofmt, go vet and staticcheck in every module
 	scripts/lint.sh
 
 test-unit: ## the product module, with the race detector

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -90,8 +89,8 @@ func buildKubeScore(t *testing.T) string {
 			kubeScoreErr = err
 			return
 		}
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		cmd := exec.Command(goTool, "install", kubeScore)
+		// go test puts its own toolchain first on PATH.
+		cmd := exec.Command("go", "install", kubeScore)
 		cmd.Env = append(os.Environ(), "GOBIN="+dir, "CGO_ENABLED=0", "GOFLAGS=")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			kubeScoreErr = fmt.Errorf("go install %s: %v\n%s", kubeScore, err, out)

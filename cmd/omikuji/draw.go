@@ -91,29 +91,24 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "omikuji draw: --expect is empty; for example --expect %s, --expect uniform or --expect uniform:10\n", fortune.DefaultReplicas())
 		return 2
 	}
-	if *watch {
-		if !flagSet(fs, "rate") {
-			a.Rate = audit.DefaultRate
-		}
-		if a.Rate <= 0 {
-			fmt.Fprintf(stderr, "omikuji draw: --rate must be a positive number of draws per second, got %v; for example --rate 5\n", a.Rate)
+	if flagSet(fs, "rate") { // 0 in Options is the default; on the command line it is a mistake
+		if err := audit.CheckRate(a.Rate); err != nil {
+			fmt.Fprintf(stderr, "omikuji draw: %s\n", flagMessage(err, a.Backend))
 			return 2
 		}
-		if *expectFlag == "" {
-			// Scaling changes what to expect: judge against the backends
-			// answering now, which is what kube-proxy promises.
-			*expectFlag = audit.ExpectUniform
-		}
 	}
-	if err := parseAudit(&a, *backendFlag, *groupFlag, *expectFlag, *testsFlag); err != nil {
+	if err := parseSpecs(&a, *backendFlag, *groupFlag, *expectFlag, *testsFlag); err != nil {
 		fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
 		return 2
 	}
+	w := audit.Watch{Audit: a, Window: *window}
+	validate := a.Validate
 	if *watch {
-		if err := audit.ValidateWindow(*window, a.Expect); err != nil {
-			fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
-			return 2
-		}
+		validate = w.Validate
+	}
+	if err := validate(); err != nil {
+		fmt.Fprintf(stderr, "omikuji draw: %s\n", flagMessage(err, a.Backend))
+		return 2
 	}
 	if err := checkOutputFile(*htmlFile); err != nil {
 		fmt.Fprintf(stderr, "omikuji draw: --html %v; for example --html report.html\n", err)
@@ -125,7 +120,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	context.AfterFunc(ctx, stop)
 	if *watch {
-		return runWatch(ctx, a, *window, *asJSON, *htmlFile, stdout, stderr)
+		return runWatch(ctx, w, *asJSON, *htmlFile, stdout, stderr)
 	}
 	bar := newProgressBar(stderr, a.Draws)
 	if bar != nil {
@@ -138,7 +133,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
+		fmt.Fprintf(stderr, "omikuji draw: %s\n", flagMessage(err, a.Backend))
 		return 2
 	}
 	report := audit.Analyze(sample, a)
@@ -168,13 +163,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // runWatch draws until Ctrl-C: a live view redrawn in place on a terminal,
 // one JSON object per completed window otherwise; then the final report of
 // the last window of draws.
-func runWatch(ctx context.Context, a audit.Audit, window int, asJSON bool, htmlFile string, stdout, stderr io.Writer) int {
-	if a.MaxTime > 0 { // --max-time ends a watch as Ctrl-C does
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, a.MaxTime)
-		defer cancel()
-	}
-	w := audit.Watch{Audit: a, Window: window}
+func runWatch(ctx context.Context, w audit.Watch, asJSON bool, htmlFile string, stdout, stderr io.Writer) int {
 	var outMu sync.Mutex
 	if isTerminal(stdout) {
 		w.Every = 500 * time.Millisecond
@@ -265,9 +254,10 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
-// parseAudit checks and fills in everything the flags say, before a single
-// request is sent.
-func parseAudit(a *audit.Audit, backend, group, expect, tests string) error {
+// parseSpecs fills in what the spec flags say. An --expect left out stays
+// zero: the audit's default (the catalogue for omikuji, uniform otherwise;
+// with --watch, uniform).
+func parseSpecs(a *audit.Audit, backend, group, expect, tests string) error {
 	var err error
 	if a.Backend, err = audit.ParseBackend(backend); err != nil {
 		return err
@@ -275,8 +265,10 @@ func parseAudit(a *audit.Audit, backend, group, expect, tests string) error {
 	if a.Group, err = audit.ParseGroup(group); err != nil {
 		return err
 	}
-	if a.Expect, err = audit.ParseExpect(expect, a.Backend, a.Group); err != nil {
-		return err
+	if expect != "" {
+		if a.Expect, err = audit.ParseExpect(expect, a.Backend, a.Group); err != nil {
+			return err
+		}
 	}
 	if a.Tests, err = audit.ParseTests(tests); err != nil {
 		return err
@@ -284,7 +276,29 @@ func parseAudit(a *audit.Audit, backend, group, expect, tests string) error {
 	if !(a.Alpha > 0 && a.Alpha < 1) {
 		return fmt.Errorf("--alpha must be between 0 and 1, got %v; for example --alpha 0.001", a.Alpha)
 	}
-	return a.Validate()
+	return nil
+}
+
+// drawFlags maps the audit's fields to the flags that set them.
+var drawFlags = map[string]string{
+	"Draws": "-n", "Concurrency": "-c", "Timeout": "--timeout", "MaxTime": "--max-time",
+	"Rate": "--rate", "Method": "--method", "Window": "--window",
+}
+
+// flagMessage words an audit error in the command's flags.
+func flagMessage(err error, backend audit.BackendSpec) string {
+	var fe *audit.FieldError
+	if !errors.As(err, &fe) {
+		return err.Error()
+	}
+	flag := drawFlags[fe.Field]
+	switch {
+	case fe.Field == "Draws" || fe.Field == "Concurrency": // -n: draws must be …
+		return fmt.Sprintf("%s: %s %s; for example %s %s", flag, fe.Subject(), fe.Problem, flag, fe.Example)
+	case fe.Field == "Method" && fe.Value == "HEAD":
+		return fmt.Sprintf("--method HEAD: a HEAD answer has no body, so --backend %s cannot name the backend; use --backend header:NAME, for example --method HEAD --backend header:X-Served-By", backend)
+	}
+	return fmt.Sprintf("%s %s; for example %s %s", flag, fe.Problem, flag, fe.Example)
 }
 
 // newProgressBar returns a live bar on stderr when it is a terminal, else nil:

@@ -223,8 +223,8 @@ func TestNginxBalancers(t *testing.T) {
 	t.Run("http upstream 9:1 canary", func(t *testing.T) {
 		split := []string{"-n", "3000", "--backend", "header:X-Served-By", "--group", "regex:^([a-z]+)-"}
 		r, code, _ := auditNginx(t, ports.split, append(split, "--tests", "fit", "--expect", "stable=9,canary=1")...)
-		if code != 0 || r.Verdict != audit.Consistent || r.Fortunes[0].Count != 2700 || r.Fortunes[1].Count != 300 {
-			t.Errorf("9:1 against 9:1: exit %d, %s — %s; %+v", code, r.Verdict, r.Summary, r.Fortunes)
+		if code != 0 || r.Verdict != audit.Consistent || r.Groups[0].Count != 2700 || r.Groups[1].Count != 300 {
+			t.Errorf("9:1 against 9:1: exit %d, %s — %s; %+v", code, r.Verdict, r.Summary, r.Groups)
 		}
 		r, code, _ = auditNginx(t, ports.split, append(split, "--tests", "fit", "--expect", "stable=1,canary=1")...)
 		if code != 1 || r.GoodnessOfFit.Passed {

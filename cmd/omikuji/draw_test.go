@@ -147,7 +147,7 @@ func TestDrawJSONOutput(t *testing.T) {
 	if requests.Load() != 1000 || r.Drawn != 1000 || r.Succeeded != 1000 || r.Concurrency != 1 || r.Alpha != 0.001 || !r.Pass || r.Verdict != audit.Consistent {
 		t.Errorf("report %+v after %d requests", r, requests.Load())
 	}
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		f, _ := fortune.Lookup(row.ID)
 		if row.Pods != f.Replicas || row.Count < 50*f.Replicas || row.Count > 150*f.Replicas {
 			t.Errorf("%s: %d pods, %d draws; want %d pods and about %d draws", row.ID, row.Pods, row.Count, f.Replicas, 100*f.Replicas)

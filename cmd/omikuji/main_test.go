@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -153,7 +152,7 @@ func omikujiBinary(t *testing.T) string {
 			return
 		}
 		binaryPath = filepath.Join(dir, "omikuji")
-		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", binaryPath, ".").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", binaryPath, ".").CombinedOutput()
 		if err != nil {
 			binaryErr = err
 			binaryPath = string(out)

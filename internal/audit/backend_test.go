@@ -86,13 +86,13 @@ func TestBackendKinds(t *testing.T) {
 		o := Options{URL: srv.URL, Draws: 1200, Backend: mustBackend(t, tc.spec)}
 		// Each backend its own group, all six expected.
 		r := audit(t, o, "", "uniform:6")
-		if r.Verdict != Consistent || r.BackendsSeen != 6 || len(r.Fortunes) != 6 || r.Failed != 0 || r.Uniformity.Applicable {
-			t.Errorf("%s: %s %s; %d backends, %d groups, uniformity %+v", tc.spec, r.Verdict, r.Summary, r.BackendsSeen, len(r.Fortunes), r.Uniformity)
+		if r.Verdict != Consistent || r.BackendsSeen != 6 || len(r.Groups) != 6 || r.Failed != 0 || r.Uniformity.Applicable {
+			t.Errorf("%s: %s %s; %d backends, %d groups, uniformity %+v", tc.spec, r.Verdict, r.Summary, r.BackendsSeen, len(r.Groups), r.Uniformity)
 		}
 		// Grouped by Deployment, the pods of each are tested against each other.
 		r = audit(t, o, `regex:^(.+)-[a-z0-9]+-[a-z0-9]+$`, "uniform")
-		if r.Verdict != Consistent || len(r.Fortunes) != 2 || r.Fortunes[0].ID != "api" || r.Fortunes[0].Pods != 3 || r.Uniformity.DF != 4 || r.GoodnessOfFit.DF != 1 {
-			t.Errorf("%s grouped: %s %s; rows %+v, uniformity %+v", tc.spec, r.Verdict, r.Summary, r.Fortunes, r.Uniformity)
+		if r.Verdict != Consistent || len(r.Groups) != 2 || r.Groups[0].ID != "api" || r.Groups[0].Pods != 3 || r.Uniformity.DF != 4 || r.GoodnessOfFit.DF != 1 {
+			t.Errorf("%s grouped: %s %s; rows %+v, uniformity %+v", tc.spec, r.Verdict, r.Summary, r.Groups, r.Uniformity)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -14,8 +15,12 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
+
+// The client stage: one worker's draws, each ending as an Outcome, the
+// backend its answer names or the kind of failure.
 
 // A client makes one worker's draws: HTTP/1.1 written straight onto a
 // connection and read back with net/http's parser. net/http's Transport
@@ -77,7 +82,7 @@ func newClient(target string, o Options) (*client, error) {
 		c.tls = &tls.Config{ServerName: serverName, InsecureSkipVerify: o.Insecure, NextProtos: []string{"http/1.1"}} //nolint:gosec // --insecure, for self-signed test gateways
 	}
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: omikuji-draw\r\n", method, u.RequestURI(), host)
-	if o.Backend.Kind == "" || o.Backend.Kind == KindOmikuji || o.Backend.Kind == KindJSON {
+	if o.Backend.wantsJSON() {
 		b.WriteString("Accept: application/json\r\n")
 	}
 	if u.User != nil {
@@ -101,6 +106,7 @@ func newClient(target string, o Options) (*client, error) {
 type limitedConn struct {
 	conn net.Conn
 	n    int64
+	err  error // the connection's last read error
 }
 
 var errTooLong = errors.New("status line and headers longer than 64 KiB")
@@ -114,13 +120,16 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 	}
 	n, err := l.conn.Read(p)
 	l.n -= int64(n)
+	if err != nil {
+		l.err = err
+	}
 	return n, err
 }
 
 // interrupt stops the client for good: the draw under way fails at once
-// (its outcome is not recorded) and no later draw starts. Draw calls it when
-// the run's context is done: one callback per worker rather than one per
-// draw.
+// (its outcome is not recorded) and no later draw starts. The sampler calls
+// it when the run's context is done: one callback per worker rather than
+// one per draw.
 func (c *client) interrupt() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -138,6 +147,19 @@ func (c *client) publish(conn net.Conn) bool {
 	defer c.mu.Unlock()
 	c.live = conn
 	return !c.stopped
+}
+
+// readFinal reads the final answer, skipping interim 1xx answers (100
+// Continue, 103 Early Hints) as RFC 9110 asks of a client. 101 Switching
+// Protocols is final: it is not a draw's answer. Every interim answer counts
+// against the one 64 KiB bound on status lines and headers.
+func (c *client) readFinal(method string) (*http.Response, error) {
+	for {
+		resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+		if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, err
+		}
+	}
 }
 
 // A deadlineContext is ctx with a deadline but without a timer of its own:
@@ -214,15 +236,22 @@ func (c *client) try(ctx context.Context) Outcome {
 	if _, err := c.conn.Write(c.request); err != nil {
 		return Outcome{Failure: classify(err), Err: truncate(err.Error())}
 	}
-	c.limit.n = maxHeaderBytes
+	c.limit.n, c.limit.err = maxHeaderBytes, nil
 	method := http.MethodGet
 	if c.head {
 		method = http.MethodHead
 	}
-	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+	resp, err := c.readFinal(method)
 	if err != nil {
-		if errors.Is(err, errTooLong) {
+		var netErr net.Error
+		switch {
+		case errors.Is(err, errTooLong):
 			return Outcome{Failure: FailOther, Err: errTooLong.Error()}
+		case errors.As(c.limit.err, &netErr) && netErr.Timeout():
+			// The deadline hit inside the status line or headers: bufio
+			// hands on the partial line without the error, and net/http
+			// calls it malformed. It is a timeout.
+			return Outcome{Failure: FailTimeout, Err: truncate(c.limit.err.Error())}
 		}
 		return Outcome{Failure: classify(err), Err: truncate(err.Error())}
 	}
@@ -248,4 +277,26 @@ func (c *client) try(ctx context.Context) Outcome {
 		return Outcome{Failure: FailBadBody, Err: fmt.Sprintf("answer longer than %d bytes", maxBody)}
 	}
 	return identify(c.o.Backend, resp.Header, body)
+}
+
+// classify names the kind of a transport error.
+func classify(err error) string {
+	var netErr net.Error
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var unknownAuthority x509.UnknownAuthorityError
+	var recordErr tls.RecordHeaderError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return FailRefused
+	case errors.As(err, &dnsErr):
+		return FailDNS
+	case errors.As(err, &certErr), errors.As(err, &unknownAuthority), errors.As(err, &recordErr):
+		return FailTLS
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return FailTimeout
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.EPIPE):
+		return FailReset
+	}
+	return FailOther
 }

@@ -73,7 +73,7 @@ func TestDrawUsesANewConnectionPerDraw(t *testing.T) {
 	}
 	r := Analyze(s, omikujiAudit(o, fortune.DefaultReplicas(), 0.001))
 	want := map[string][2]int{"great-fortune": {20, 1}, "middle-fortune": {40, 2}, "small-fortune": {120, 6}, "misfortune": {20, 1}}
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		if got := [2]int{row.Count, row.Pods}; got != want[row.ID] {
 			t.Errorf("%s: count, pods = %v, want %v", row.ID, got, want[row.ID])
 		}

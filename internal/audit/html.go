@@ -108,13 +108,13 @@ const (
 func newHTMLView(r Report) htmlView {
 	v := htmlView{R: r, Verdict: strings.ToUpper(r.Verdict), Capped: r.BackendsCapped,
 		GroupWord: "group", PodWord: "backend"}
-	if r.BackendSpec == KindOmikuji && r.GroupSpec == "default" {
+	if r.FortuneGroups {
 		v.GroupWord, v.PodWord = "fortune", "pod"
 	}
 	v.Colour = map[string]string{Consistent: "#1b7f3b", Inconclusive: "#8a6d00", Inconsistent: "#b3261e", Unreachable: "#b3261e"}[r.Verdict]
 	// Share axis: up to the largest share or interval shown, rounded up.
 	top := 0.0
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		top = max(top, row.ExpectedShare, row.High, row.ObservedShare)
 	}
 	step := 0.1
@@ -130,14 +130,14 @@ func newHTMLView(r Report) htmlView {
 		v.Ticks = append(v.Ticks, htmlTick{X: x(s), Label: fmt.Sprintf("%.0f %%", 100*s)})
 	}
 	groupIndex := map[string]int{}
-	for i, row := range r.Fortunes {
+	for i, row := range r.Groups {
 		groupIndex[row.ID] = i
 		g := htmlGroup{ID: row.ID, Label: row.Label, Colour: groupColour(i, 0, 1), Y: 30 + i*shareRow,
 			Expected: x(row.ExpectedShare), Observed: x(row.ObservedShare) - shareX0, Low: x(row.Low), High: x(row.High),
 			Text: fmt.Sprintf("%.1f %% (expected %.1f %%)", 100*row.ObservedShare, 100*row.ExpectedShare)}
 		v.Groups = append(v.Groups, g)
 	}
-	v.ShareW, v.ShareH = int(shareX0+shareWidth)+190, 40+len(r.Fortunes)*shareRow
+	v.ShareW, v.ShareH = int(shareX0+shareWidth)+190, 40+len(r.Groups)*shareRow
 
 	// Backends, shaded within their group.
 	shade := map[string]int{}
@@ -181,10 +181,10 @@ func newHTMLView(r Report) htmlView {
 			ht.Result = "not applicable"
 			ht.Says = t.test.Note
 		case t.test.Passed:
-			ht.Result = "passes, " + formatP(t.test.PValue)
+			ht.Result = "passes, " + formatP(t.test.PValue, "=")
 			ht.Says = fmt.Sprintf("statistic %.2f on %d degrees of freedom; nothing shown wrong at alpha %g. %s", t.test.Statistic, t.test.DF, r.Alpha, t.test.Note)
 		default:
-			ht.Result = "FAILS, " + formatP(t.test.PValue)
+			ht.Result = "FAILS, " + formatP(t.test.PValue, "=")
 			ht.Says = fmt.Sprintf("%s: statistic %.2f on %d degrees of freedom. %s", capitalize(t.says), t.test.Statistic, t.test.DF, t.test.Note)
 		}
 		v.Tests = append(v.Tests, ht)

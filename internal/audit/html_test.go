@@ -142,8 +142,8 @@ func TestHTMLEscapesHostileNames(t *testing.T) {
 	}
 	r := Analyze(rec.sample(), Audit{Options: Options{URL: `http://127.0.0.1:8080/?a=<i>&b="x"`, Draws: 91, Concurrency: 1, Backend: spec}, Group: group,
 		Expect: e, Alpha: 0.001})
-	if len(r.Fortunes) != 3 {
-		t.Fatalf("%d groups, want one per hostile name: %+v", len(r.Fortunes), r.Fortunes)
+	if len(r.Groups) != 3 {
+		t.Fatalf("%d groups, want one per hostile name: %+v", len(r.Groups), r.Groups)
 	}
 	var b bytes.Buffer
 	if err := r.WriteHTML(&b); err != nil {

@@ -30,15 +30,6 @@ func startLocal(t testing.TB, balancer string, keepAlive bool) *local.System {
 	return sys
 }
 
-// omikujiAudit is how the draw command judges omikuji with --expect expect.
-func omikujiAudit(o audit.Options, expect fortune.Counts, alpha float64) audit.Audit {
-	e, err := audit.ParseExpect(expect.String(), audit.BackendSpec{Kind: audit.KindOmikuji}, audit.GroupSpec{})
-	if err != nil {
-		panic(err)
-	}
-	return audit.Audit{Options: o, Expect: e, Alpha: alpha}
-}
-
 func drawFrom(t *testing.T, url string, o audit.Options, expect fortune.Counts) audit.Report {
 	t.Helper()
 	o.URL = url
@@ -49,7 +40,7 @@ func drawFrom(t *testing.T, url string, o audit.Options, expect fortune.Counts) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := audit.Analyze(s, omikujiAudit(o, expect, alpha))
+	r := audit.Analyze(s, audit.OmikujiAudit(o, expect, alpha))
 	if r.Failed != 0 {
 		t.Fatalf("%d draws failed: %v %v", r.Failed, r.Failures, r.FailureExamples)
 	}
@@ -68,7 +59,7 @@ func TestLocalRandomPassesTheAudit(t *testing.T) {
 		t.Errorf("3000 draws should test every fortune and pod: gof df %d, uniformity df %d, independence df %d", r.GoodnessOfFit.DF, r.Uniformity.DF, r.Independence.DF)
 	}
 	// Every replica answers, so the pods seen are the replica counts.
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		if f, _ := fortune.Lookup(row.ID); row.Pods != f.Replicas {
 			t.Errorf("%s: %d pods seen, %d replicas running", row.ID, row.Pods, f.Replicas)
 		}
@@ -83,7 +74,7 @@ func TestLocalRandomPassesTheAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := audit.Analyze(s, omikujiAudit(o, fortune.DefaultReplicas(), 1e-6)); r.Verdict != audit.Consistent {
+	if r := audit.Analyze(s, audit.OmikujiAudit(o, fortune.DefaultReplicas(), 1e-6)); r.Verdict != audit.Consistent {
 		t.Errorf("random balancer, -c 8: %s — %s %v", r.Verdict, r.Summary, r.LikelyCauses)
 	}
 }
@@ -112,14 +103,14 @@ func TestLocalKeepAlivePinsEachWorkerToOnePod(t *testing.T) {
 	sys := startLocal(t, local.Random, true)
 	r := drawFrom(t, sys.URL(), audit.Options{Draws: 300, Concurrency: 1, KeepAlive: true}, fortune.DefaultReplicas())
 	pods, fortunes := 0, 0
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		pods += row.Pods
 		if row.Count > 0 {
 			fortunes++
 		}
 	}
 	if pods != 1 || fortunes != 1 {
-		t.Errorf("one kept-alive connection saw %d pods and %d fortunes, want 1 and 1: %+v", pods, fortunes, r.Fortunes)
+		t.Errorf("one kept-alive connection saw %d pods and %d fortunes, want 1 and 1: %+v", pods, fortunes, r.Groups)
 	}
 	if r.GoodnessOfFit.Passed || r.GoodnessOfFit.PValue > 1e-10 || r.ExitCode() != 1 {
 		t.Errorf("300 draws of one fortune must fail the goodness of fit: %+v", r.GoodnessOfFit)
@@ -127,7 +118,7 @@ func TestLocalKeepAlivePinsEachWorkerToOnePod(t *testing.T) {
 
 	// Without keep-alive on our side, the same server still spreads draws.
 	spread := drawFrom(t, sys.URL(), audit.Options{Draws: 300, Concurrency: 1}, fortune.DefaultReplicas())
-	if pods := spread.Fortunes[2].Pods; pods < 4 {
+	if pods := spread.Groups[2].Pods; pods < 4 {
 		t.Errorf("new connections reached only %d small-fortune pods", pods)
 	}
 }
@@ -164,7 +155,7 @@ func BenchmarkDraw(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if r := audit.Analyze(s, omikujiAudit(o, fortune.DefaultReplicas(), alpha)); r.Succeeded != n {
+			if r := audit.Analyze(s, audit.OmikujiAudit(o, fortune.DefaultReplicas(), alpha)); r.Succeeded != n {
 				b.Fatalf("%s: %d of %d draws failed: %v", url, r.Failed, n, r.FailureExamples)
 			}
 		}

@@ -26,15 +26,6 @@ func sampleOf(seq []int, pods int, extra ...Outcome) Sample {
 	return rec.sample()
 }
 
-// omikujiAudit is how the draw command judges omikuji by default.
-func omikujiAudit(o Options, expect fortune.Counts, alpha float64) Audit {
-	e, err := ParseExpect(expect.String(), BackendSpec{Kind: KindOmikuji}, GroupSpec{})
-	if err != nil {
-		panic(err)
-	}
-	return Audit{Options: o, Expect: e, Alpha: alpha}
-}
-
 func TestReportJSONSchema(t *testing.T) {
 	seq := drawSeq(rand.New(rand.NewPCG(7, 8)), 2000, defaultWeights)
 	s := sampleOf(seq, 2, Outcome{Failure: FailTimeout, Err: "i/o timeout"})
@@ -80,7 +71,7 @@ func TestReportJSONSchema(t *testing.T) {
 			}
 		}
 	}
-	if empty := Analyze(Sample{}, omikujiAudit(o, fortune.DefaultReplicas(), 0.001)); empty.Fortunes[0].PodNames == nil {
+	if empty := Analyze(Sample{}, omikujiAudit(o, fortune.DefaultReplicas(), 0.001)); empty.Groups[0].PodNames == nil {
 		t.Errorf("pod_names must be [] rather than null when no pod answered")
 	}
 	for _, name := range []string{"goodness_of_fit", "independence"} {

@@ -354,3 +354,12 @@ func Homogeneity(a, b []int, alpha float64) Test {
 	t.Passed = t.PValue >= alpha
 	return t
 }
+
+// formatP prints a p-value briefly, "p = 0.012", or with rel "≤" as an
+// upper bound, "p ≤ 0.012"; underflow to 0 is shown as a bound either way.
+func formatP(p float64, rel string) string {
+	if p == 0 {
+		return "p < 1e-300"
+	}
+	return fmt.Sprintf("p %s %.3g", rel, p)
+}

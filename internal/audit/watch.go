@@ -5,17 +5,23 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
 
+// The watch stage: one sampler drawing until stopped, its outcomes judged
+// window by window, and the live view.
+
 // A Watch draws continuously and judges each window of draws, so that a
 // change of the odds — kubectl scale, a new canary weight — shows as it
-// happens.
+// happens. Its zero Rate and Expect take the watch's defaults: DefaultRate,
+// and the backends answering now, all equally likely. Options.Draws is not
+// used.
 type Watch struct {
 	Audit
-	Window int           // draws per judged window
+	Window int           // draws per judged window, such as DefaultWindow
 	Every  time.Duration // how often the live view is redrawn; 0: never
 	// Live, if set, is called every Every with the sliding window of the
 	// last Window draws judged, and the changes so far.
@@ -52,31 +58,51 @@ type WindowSummary struct {
 	Change        *Change        `json:"change,omitempty"`
 }
 
-// WatchDefaults for --rate and --window.
+// The window a watch judges at a time.
 const (
-	DefaultRate   = 5.0
 	DefaultWindow = 150
 	MaxWindow     = 100_000
 )
 
-// ValidateWindow checks --window against the groups the expectation names.
-func ValidateWindow(window int, e Expectation) error {
+// withDefaults fills in what a watch takes by default: DefaultRate and, for a zero Expect, the backends answering now, all
+// equally likely (scaling changes what to expect; that is what kube-proxy
+// promises).
+func (w Watch) withDefaults() Watch {
+	if w.Rate == 0 {
+		w.Rate = DefaultRate
+	}
+	w.Expect = w.Expect.or(Expectation{Kind: ExpectUniform})
+	return w
+}
+
+// Validate reports the first problem with the watch, before anything is
+// drawn. Options.Draws is not used: a watch draws until it is stopped.
+func (w Watch) Validate() error {
+	w = w.withDefaults()
+	o := w.Options
+	o.Draws = 1 // not used
+	if err := o.Validate(); err != nil {
+		return err
+	}
 	groups := 0
-	for _, w := range e.Weights {
-		if w > 0 {
+	for _, wt := range w.Expect.Weights {
+		if wt > 0 {
 			groups++
 		}
 	}
-	groups = max(groups, e.Backends, 2)
-	if window < groups || window > MaxWindow {
-		return fmt.Errorf("--window %d: a window must hold at least one draw per expected group (%d here) and at most %d draws; for example --window %d", window, groups, MaxWindow, max(DefaultWindow, 10*groups))
+	groups = max(groups, w.Expect.Backends, 2)
+	if w.Window < groups || w.Window > MaxWindow {
+		return &FieldError{"Window", strconv.Itoa(w.Window), fmt.Sprintf("%d: a window must hold at least one draw per expected group (%d here) and at most %d draws", w.Window, groups, MaxWindow), strconv.Itoa(max(DefaultWindow, 10*groups))}
 	}
 	return nil
 }
 
-// Run draws window after window until ctx is done, and returns the report
-// of the last Window draws (the sliding window) with the changes seen.
+// Run draws until ctx is done or MaxTime passes, from one sampler that runs
+// throughout, judges each window of Window draws in start order, and
+// returns the report of the last Window draws (the sliding window) with
+// the changes seen. w must be valid.
 func (w Watch) Run(ctx context.Context) (Report, []Change) {
+	w = w.withDefaults()
 	var (
 		mu      sync.Mutex
 		ring    = make([]Outcome, 0, w.Window) // the last Window draws, oldest first once full
@@ -95,20 +121,9 @@ func (w Watch) Run(ctx context.Context) (Report, []Change) {
 		}
 		a := w.Audit
 		a.Draws = len(outs)
-		return Analyze(rec.sample(), a)
-	}
-	o := w.Options
-	o.Draws = w.Window
-	o.MaxTime = 0
-	o.OnDraw = func(out Outcome) {
-		mu.Lock()
-		if len(ring) < w.Window {
-			ring = append(ring, out)
-		} else {
-			ring[next] = out
-			next = (next + 1) % w.Window
-		}
-		mu.Unlock()
+		r := Analyze(rec.sample(), a)
+		r.Requested = w.Window
+		return r
 	}
 	if w.Live != nil && w.Every > 0 {
 		done := make(chan struct{})
@@ -130,22 +145,40 @@ func (w Watch) Run(ctx context.Context) (Report, []Change) {
 			}
 		}()
 	}
-	var previous map[string]int
-	for n := 1; ctx.Err() == nil; n++ {
-		start := time.Now()
-		s, err := Draw(ctx, o)
-		if err != nil || ctx.Err() != nil {
-			break
+
+	// The window being filled, one draw at a time in start order.
+	var (
+		window   = newRecorder(w.Window)
+		filled   int
+		n        = 1
+		start    = time.Now()
+		previous map[string]int
+	)
+	emit := newInStartOrder(func(out Outcome) {
+		mu.Lock()
+		if len(ring) < w.Window {
+			ring = append(ring, out)
+		} else {
+			ring[next] = out
+			next = (next + 1) % w.Window
 		}
+		mu.Unlock()
+		window.record(filled, out)
+		if filled++; filled < w.Window {
+			return
+		}
+		s := window.sample()
+		window, filled = newRecorder(w.Window), 0
 		a := w.Audit
 		a.Draws = len(s.Seq)
 		r := Analyze(s, a)
 		counts := map[string]int{}
 		for _, b := range r.Backends {
-			counts[b.Name] = b.Count
+			counts[b.Name] += b.Count
 		}
-		sum := WindowSummary{Window: n, Start: start.UTC(), End: time.Now().UTC(), Draws: r.Drawn, Succeeded: r.Succeeded, Failures: r.Failures,
-			Groups: r.Fortunes, BackendsSeen: r.BackendsSeen, FitP: r.GoodnessOfFit.PValue, UniformP: r.Uniformity.PValue,
+		end := time.Now()
+		sum := WindowSummary{Window: n, Start: start.UTC(), End: end.UTC(), Draws: r.Drawn, Succeeded: r.Succeeded, Failures: r.Failures,
+			Groups: r.Groups, BackendsSeen: r.BackendsSeen, FitP: r.GoodnessOfFit.PValue, UniformP: r.Uniformity.PValue,
 			IndependenceP: r.Independence.PValue, Verdict: r.Verdict, Pass: r.Pass, Summary: r.Summary}
 		if previous != nil {
 			if c, changed := compareWindows(previous, counts, w.Alpha); changed {
@@ -156,14 +189,16 @@ func (w Watch) Run(ctx context.Context) (Report, []Change) {
 				mu.Unlock()
 			}
 		}
-		previous = counts
+		previous, start = counts, end
+		n++
 		if w.Completed != nil {
 			w.Completed(sum)
 		}
-	}
-	final := judgeRing()
-	final.Requested = w.Window
-	return final, changes
+	})
+	o := w.Options
+	o.Draws = 0 // until stopped
+	sample(ctx, o, emit.put)
+	return judgeRing(), changes
 }
 
 // compareWindows says whether the backends' shares moved between two windows.
@@ -205,7 +240,7 @@ func compareWindows(before, after map[string]int, alpha float64) (Change, bool) 
 	if len(what) == 0 {
 		what = append(what, "the same backends with different shares")
 	}
-	return Change{PValue: t.PValue, Summary: fmt.Sprintf("The odds changed (%s): %s. Judged from now on against the backends now answering.", formatP(t.PValue), strings.Join(what, "; "))}, true
+	return Change{PValue: t.PValue, Summary: fmt.Sprintf("The odds changed (%s): %s. Judged from now on against the backends now answering.", formatP(t.PValue, "="), strings.Join(what, "; "))}, true
 }
 
 func listSome(names []string) string {
@@ -223,10 +258,10 @@ func WriteLive(w io.Writer, r Report, changes []Change, colour bool, now time.Ti
 	fmt.Fprintf(&b, "omikuji draw --watch %s   %s\n", r.URL, now.UTC().Format("15:04:05 UTC"))
 	fmt.Fprintf(&b, "last %d draws (window %d), %d failed; %d backends answering\n\n", r.Drawn, r.Requested, r.Failed, r.BackendsSeen)
 	width := 0
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		width = max(width, len(row.ID))
 	}
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		fmt.Fprintf(&b, "%-*s %6.1f %% of %6.1f %% expected  %3d backend(s)  %s\n", width, row.ID, 100*row.ObservedShare, 100*row.ExpectedShare, row.Pods, bar(row.ObservedShare/2))
 	}
 	verdict := strings.ToUpper(r.Verdict)
@@ -254,5 +289,5 @@ func liveP(t Test) string {
 	if !t.Applicable {
 		return "n/a"
 	}
-	return strings.TrimPrefix(formatP(t.PValue), "p = ")
+	return strings.TrimPrefix(formatP(t.PValue, "="), "p = ")
 }

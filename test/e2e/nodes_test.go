@@ -47,7 +47,7 @@ func (e *env) checkSpread(ctx context.Context, t *testing.T) {
 func (e *env) checkNodesSeen(t *testing.T, target string, r audit.Report, podNodes map[string]string) {
 	t.Helper()
 	seen := map[string]int{}
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		for _, p := range row.PodNames {
 			seen[podNodes[p]]++
 		}
@@ -120,7 +120,7 @@ func (e *env) checkLocalPolicy(ctx context.Context, t *testing.T, mode string) {
 			t.Errorf("the report's likely causes do not name %q: %q", want, causes)
 		}
 	}
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		for _, p := range row.PodNames {
 			if !local[p] {
 				t.Errorf("pod %s on node %s answered through %s with externalTrafficPolicy Local", p, podNodes[p], n.Name)

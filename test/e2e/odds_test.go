@@ -342,7 +342,7 @@ func (e *env) checkOdds(ctx context.Context, t *testing.T, mode string) {
 		if code != 0 || !r.Pass || !r.Uniformity.Passed || r.Verdict != audit.Consistent || r.Failed != 0 || r.Succeeded != draws {
 			t.Errorf("%s %s: exit %d, verdict %s, %d of %d draws failed %v: %s", mode, target.name, code, r.Verdict, r.Failed, r.Drawn, r.Failures, r.Summary)
 		}
-		for _, row := range r.Fortunes {
+		for _, row := range r.Groups {
 			if row.Pods != want[row.ID] {
 				t.Errorf("%s %s: %s answered from %d distinct pods, want %d", mode, target.name, row.ID, row.Pods, want[row.ID])
 			}
@@ -364,7 +364,7 @@ func (e *env) checkScale(ctx context.Context, t *testing.T, mode string) {
 	if code != 0 || r.Verdict != audit.Consistent || r.Failed != 0 {
 		t.Errorf("against %s: exit %d, verdict %s, %d draws failed %v: %s", scaled, code, r.Verdict, r.Failed, r.Failures, r.Summary)
 	}
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		if row.Pods != scaled[row.ID] {
 			t.Errorf("%s answered from %d pods, want %d", row.ID, row.Pods, scaled[row.ID])
 		}
@@ -500,7 +500,7 @@ func (e *env) checkAffinity(ctx context.Context, t *testing.T, mode string) {
 	r, code := e.draw(ctx, t, e.nodeURL, affinityN, want)
 	e.report.draw(mode, "NodePort, sessionAffinity ClientIP", want, r)
 	nonzero := 0
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		if row.Count > 0 {
 			nonzero++
 		}
@@ -546,8 +546,8 @@ func (e *env) draw(ctx context.Context, t *testing.T, url string, n int, expect 
 	if err := json.Unmarshal(out, &r); err != nil {
 		t.Fatalf("omikuji draw %s (exit %d): %v\n%s\n%s", url, code, err, out, stderr.String())
 	}
-	counts := make([]string, len(r.Fortunes))
-	for i, row := range r.Fortunes {
+	counts := make([]string, len(r.Groups))
+	for i, row := range r.Groups {
 		counts[i] = fmt.Sprintf("%s %d (%d pods)", row.ID, row.Count, row.Pods)
 	}
 	t.Logf("omikuji draw %s -n %d --expect %s: %s; goodness of fit p = %.3g, per-pod uniformity p = %.3g, independence p = %.3g, exit %d",

@@ -76,7 +76,7 @@ func (e *env) checkPrometheus(ctx context.Context, t *testing.T, repo string) {
 	}
 	after := p.stableCounts(ctx, t)
 	var lines []string
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		got := after[row.ID] - before[row.ID]
 		lines = append(lines, fmt.Sprintf("%s %g/%d", row.ID, got, row.Count))
 		if got != float64(row.Count) {
@@ -94,7 +94,7 @@ func (e *env) checkPrometheus(ctx context.Context, t *testing.T, repo string) {
 		t.Fatal(err)
 	}
 	lines = nil
-	for _, row := range r.Fortunes {
+	for _, row := range r.Groups {
 		got, audited := shares[row.ID], float64(row.Count)/float64(r.Succeeded)
 		lines = append(lines, fmt.Sprintf("%s %.4f/%.4f", row.ID, got, audited))
 		if !(math.Abs(got-audited) <= 0.02) {

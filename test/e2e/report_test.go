@@ -95,7 +95,7 @@ func (r *runReport) phaseDone(name string, start time.Time) {
 
 func (r *runReport) draw(mode, target string, expect fortune.Counts, a audit.Report) {
 	var counts, pods []string
-	for _, row := range a.Fortunes {
+	for _, row := range a.Groups {
 		counts = append(counts, fmt.Sprint(row.Count))
 		pods = append(pods, fmt.Sprint(row.Pods))
 	}

@@ -207,14 +207,10 @@ func compile(ctx context.Context, pkg, platform string, stderr io.Writer) ([]byt
 	return os.ReadFile(out)
 }
 
-// goTool is the go command that runs this program, so that `go run` with a
-// given toolchain also builds the image with it.
-func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
-		return p
-	}
-	return "go"
-}
+// goTool is the go command on PATH. `go run` and `go test` put their own
+// toolchain's bin first on PATH, so the image is built with the toolchain
+// that runs this program.
+func goTool() string { return "go" }
 
 func fileExists(p string) bool {
 	_, err := os.Stat(p)

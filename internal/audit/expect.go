@@ -1,9 +1,7 @@
 package audit
 
 import (
-	"errors"
 	"fmt"
-	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
@@ -12,95 +10,14 @@ import (
 	"github.com/omikuji/omikuji/internal/fortune"
 )
 
-// This file parses the flags that say what a backend is, how backends form
-// groups, what shares are expected and which tests decide. Each parser
-// returns an error that names the flag and shows a correct example, so a
-// mistake is caught before a single request is sent.
+// The expectation stage: groups, the expected weights and the tests that
+// decide come together in a Model, the one expectation model the analysis
+// judges every sample against (see the package comment).
 
-// Backend kinds.
-const (
-	KindOmikuji = "omikuji" // omikuji's JSON: backend "pod", group "fortune"
-	KindHeader  = "header"  // the value of a response header
-	KindJSON    = "json"    // a string at a dotted path in a JSON body
-	KindRegex   = "regex"   // the first capture group of a regexp on the body
-)
-
-// A BackendSpec says how an answer names the backend that served it.
-type BackendSpec struct {
-	Kind   string
-	Header string         // KindHeader: canonical header name
-	Path   []string       // KindJSON: object keys, outermost first
-	Re     *regexp.Regexp // KindRegex
-}
-
-// String is the spec as --backend takes it.
-func (b BackendSpec) String() string {
-	switch b.Kind {
-	case KindHeader:
-		return "header:" + b.Header
-	case KindJSON:
-		return "json:" + strings.Join(b.Path, ".")
-	case KindRegex:
-		return "regex:" + b.Re.String()
-	}
-	return KindOmikuji
-}
-
-// NeedsBody says whether the backend is read from the body (so HEAD cannot work).
-func (b BackendSpec) NeedsBody() bool { return b.Kind != KindHeader }
-
-const backendExamples = "omikuji, header:X-Served-By, json:hostname or regex:Name: (\\S+)"
-
-// ParseBackend parses --backend: omikuji | header:NAME | json:PATH | regex:RE.
-func ParseBackend(spec string) (BackendSpec, error) {
-	kind, arg, hasArg := strings.Cut(spec, ":")
-	bad := func(format string, a ...any) (BackendSpec, error) {
-		return BackendSpec{}, fmt.Errorf("--backend %q: %s; for example %s", spec, fmt.Sprintf(format, a...), backendExamples)
-	}
-	switch kind {
-	case KindOmikuji:
-		if hasArg {
-			return bad("omikuji takes no argument")
-		}
-		return BackendSpec{Kind: KindOmikuji}, nil
-	case KindHeader:
-		if !validToken(arg) {
-			return bad("want a header name (letters, digits and !#$%%&'*+-.^_`|~), got %q", arg)
-		}
-		return BackendSpec{Kind: KindHeader, Header: http.CanonicalHeaderKey(arg)}, nil
-	case KindJSON:
-		path := strings.Split(arg, ".")
-		if slices.Contains(path, "") {
-			return bad("want a dotted path of object keys such as hostname or data.pod, got %q", arg)
-		}
-		if strings.ContainsAny(arg, "[]") {
-			return bad("a JSON path goes through objects only, by key; %q indexes into an array, a non-object", arg)
-		}
-		return BackendSpec{Kind: KindJSON, Path: path}, nil
-	case KindRegex:
-		re, err := compileWithGroup(arg)
-		if err != nil {
-			return bad("%v", err)
-		}
-		return BackendSpec{Kind: KindRegex, Re: re}, nil
-	}
-	return bad("unknown kind %q", kind)
-}
-
-// compileWithGroup compiles a regexp that must have a capture group.
-func compileWithGroup(expr string) (*regexp.Regexp, error) {
-	if expr == "" {
-		return nil, errors.New("empty regular expression")
-	}
-	re, err := regexp.Compile(expr)
-	if err != nil {
-		return nil, fmt.Errorf("invalid regular expression: %v", errors.Unwrap(err))
-	}
-	if re.NumSubexp() < 1 {
-		return nil, fmt.Errorf("the regular expression %q has no capture group (…); its first group names the backend", expr)
-	}
-	return re, nil
-}
+// fortuneMode reports whether answers are grouped by the fortune they name:
+// omikuji's backend with the default groups. It is the one place that
+// decides omikuji mode; everything else asks a Model or a Report.
+func fortuneMode(b BackendSpec, g GroupSpec) bool { return b.answersGroup() && g.Re == nil }
 
 // A GroupSpec maps backend names to groups. A nil Re is the default of the
 // backend kind: the fortune for omikuji, otherwise each backend on its own.
@@ -153,7 +70,8 @@ const (
 	ExpectWeights   = "weights"   // weights per group
 )
 
-// An Expectation is what --expect says the shares should be.
+// An Expectation is what --expect says the shares should be. Its zero
+// value is the default of the backend kind (see NewModel).
 type Expectation struct {
 	Kind     string
 	Backends int      // uniform:N; 0 when not given
@@ -184,12 +102,9 @@ const MaxExpectedBackends = MaxBackends
 // uniform | uniform:N | id=w,... For the omikuji backend with its fortune
 // groups, ids are catalogue fortunes and the ones left out weigh 0.
 func ParseExpect(spec string, backend BackendSpec, group GroupSpec) (Expectation, error) {
-	fortuneGroups := backend.Kind == KindOmikuji && group.Re == nil
+	fortuneGroups := fortuneMode(backend, group)
 	if spec == "" {
-		if fortuneGroups {
-			return catalogueExpectation(fortune.DefaultReplicas()), nil
-		}
-		return Expectation{Kind: ExpectUniform}, nil
+		return defaultExpectation(fortuneGroups), nil
 	}
 	if spec == "uniform" {
 		return Expectation{Kind: ExpectUniform}, nil
@@ -233,6 +148,25 @@ func ParseExpect(spec string, backend BackendSpec, group GroupSpec) (Expectation
 	return e, nil
 }
 
+// or is e, or def when e is zero: the one place a zero Expectation is
+// recognised.
+func (e Expectation) or(def Expectation) Expectation {
+	if e.Kind != "" {
+		return e
+	}
+	return def
+}
+
+// defaultExpectation is what an audit expects when nothing is said: the
+// catalogue's replica counts for omikuji's fortunes, else every backend
+// that answers equally likely.
+func defaultExpectation(fortuneGroups bool) Expectation {
+	if fortuneGroups {
+		return catalogueExpectation(fortune.DefaultReplicas())
+	}
+	return Expectation{Kind: ExpectUniform}
+}
+
 func catalogueExpectation(c fortune.Counts) Expectation {
 	e := Expectation{Kind: ExpectCatalogue}
 	for _, f := range fortune.Catalogue {
@@ -266,32 +200,76 @@ func ParseTests(spec string) ([]string, error) {
 	return tests, nil
 }
 
-// A Header is one -H request header.
-type Header struct{ Name, Value string }
-
-// ParseHeader parses -H 'Name: value'.
-func ParseHeader(raw string) (Header, error) {
-	name, value, ok := strings.Cut(raw, ":")
-	if !ok || !validToken(name) {
-		return Header{}, fmt.Errorf("-H %q: want 'Name: value' with a header name of letters, digits and !#$%%&'*+-.^_`|~, for example -H 'Host: shop.example'", raw)
-	}
-	value = strings.TrimSpace(value)
-	if strings.ContainsAny(value, "\r\n\x00") {
-		return Header{}, fmt.Errorf("-H %q: the value may not contain CR, LF or NUL; for example -H 'Host: shop.example'", raw)
-	}
-	return Header{Name: http.CanonicalHeaderKey(name), Value: value}, nil
+// A Model is what an audit expects of every group and every backend. Build
+// it with NewModel; the analysis asks it, and nothing else, which group a
+// backend counts in, which groups to show and what each should weigh.
+type Model struct {
+	// FortuneGroups says that the groups are omikuji's fortunes, named by
+	// each answer: rows carry the catalogue's labels and every fortune is
+	// shown.
+	FortuneGroups bool
+	Group         GroupSpec
+	Expect        Expectation // never zero
 }
 
-// validToken reports whether s is an HTTP token (RFC 9110), as header names are.
-func validToken(s string) bool {
-	if s == "" {
-		return false
+// NewModel resolves what an audit expects. A zero Expectation is the
+// default of the backend kind, the same as ParseExpect("").
+func NewModel(backend BackendSpec, group GroupSpec, expect Expectation) Model {
+	fortunes := fortuneMode(backend, group)
+	return Model{FortuneGroups: fortunes, Group: group, Expect: expect.or(defaultExpectation(fortunes))}
+}
+
+// groupOf is the group a backend counts in, given the group its answer
+// named: each answer for itself, so a name that answered as two groups
+// counts in both.
+func (m Model) groupOf(backend, answered string) string { return m.Group.Of(backend, answered) }
+
+// label is a group's label: a fortune's kanji in fortune mode.
+func (m Model) label(group string) string {
+	if !m.FortuneGroups {
+		return ""
 	}
-	for _, c := range []byte(s) {
-		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-		if !ok {
-			return false
+	if f, err := fortune.Lookup(group); err == nil {
+		return f.Label
+	}
+	return ""
+}
+
+// A GroupWeight is one group the model expects, and its weight.
+type GroupWeight struct {
+	Group  string
+	Weight int
+}
+
+// groups lists the groups shown whatever answers: the expectation's, in its
+// order, then in fortune mode every other fortune with weight 0.
+func (m Model) groups() []GroupWeight {
+	var gs []GroupWeight
+	for i, g := range m.Expect.Groups {
+		gs = append(gs, GroupWeight{g, m.Expect.Weights[i]})
+	}
+	if m.FortuneGroups {
+		for _, f := range fortune.Catalogue {
+			if !m.expects(f.ID) {
+				gs = append(gs, GroupWeight{f.ID, 0})
+			}
 		}
 	}
-	return true
+	return gs
 }
+
+// expects reports whether the expectation names group.
+func (m Model) expects(group string) bool { return slices.Contains(m.Expect.Groups, group) }
+
+// weight is a group's expected weight, given its weight in groups() (0 for
+// a group nobody expected) and how many backends answered for it: with a
+// uniform expectation every backend that answers weighs one.
+func (m Model) weight(declared, backends int) int {
+	if m.Expect.Kind == ExpectUniform {
+		return backends
+	}
+	return declared
+}
+
+// backendsWanted is how many backends must answer (uniform:N), or 0.
+func (m Model) backendsWanted() int { return m.Expect.Backends }
