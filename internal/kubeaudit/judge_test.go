@@ -1,6 +1,7 @@
 package kubeaudit
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -182,5 +183,20 @@ func TestParseDraw(t *testing.T) {
 	}
 	if _, err := parseDraw([]byte("exec /omikuji: no such file")); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("err %v: want the output quoted", err)
+	}
+}
+
+// What omikuji draw --json prints in the pod is what the judge reads.
+func TestParseDrawReadsTheDrawReport(t *testing.T) {
+	r := audit.Report{Drawn: 5, Succeeded: 4, Failed: 1, Failures: map[string]int{audit.FailTimeout: 1},
+		Backends: []audit.BackendRow{{Name: "p1", Group: "great-fortune", Count: 3}, {Name: "p2", Group: "misfortune", Count: 1}},
+		Independence: audit.Test{Name: "x", Applicable: true, PValue: 0.5, Passed: true}}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := parseDraw(append(b, '\n'))
+	if err != nil || d.Drawn != 5 || d.Succeeded != 4 || d.Failed != 1 || d.Failures[audit.FailTimeout] != 1 || len(d.Backends) != 2 || d.Backends[0].Count != 3 || d.Independence.PValue != 0.5 {
+		t.Fatalf("%+v %v", d, err)
 	}
 }
