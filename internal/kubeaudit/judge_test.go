@@ -189,7 +189,7 @@ func TestParseDraw(t *testing.T) {
 // What omikuji draw --json prints in the pod is what the judge reads.
 func TestParseDrawReadsTheDrawReport(t *testing.T) {
 	r := audit.Report{Drawn: 5, Succeeded: 4, Failed: 1, Failures: map[string]int{audit.FailTimeout: 1},
-		Backends: []audit.BackendRow{{Name: "p1", Group: "great-fortune", Count: 3}, {Name: "p2", Group: "misfortune", Count: 1}},
+		Backends:     []audit.BackendRow{{Name: "p1", Group: "great-fortune", Count: 3}, {Name: "p2", Group: "misfortune", Count: 1}},
 		Independence: audit.Test{Name: "x", Applicable: true, PValue: 0.5, Passed: true}}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
