@@ -130,11 +130,17 @@ func (r *Runner) pod(run string, i int, p NodePlan, d Draw) *corev1.Pod {
 	}
 	var containers []corev1.Container
 	for _, path := range p.Paths {
+		c := d.Concurrency
+		if path.Expect.Sticky {
+			// Simultaneous first connections race kube-proxy's affinity
+			// record and may reach different pods: draw one at a time.
+			c = 1
+		}
 		containers = append(containers, corev1.Container{
 			Name:            containerName(string(path.Path)),
 			Image:           d.Image,
 			ImagePullPolicy: d.PullPolicy,
-			Args: []string{"draw", "--json", "-n", strconv.Itoa(d.Draws), "-c", strconv.Itoa(d.Concurrency),
+			Args: []string{"draw", "--json", "-n", strconv.Itoa(d.Draws), "-c", strconv.Itoa(c),
 				"--max-time", d.MaxTime.String(), "--timeout", "3s", "--backend", d.Backend, "--expect", "uniform", path.URL},
 			Resources: res,
 			SecurityContext: &corev1.SecurityContext{

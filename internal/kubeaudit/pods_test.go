@@ -193,3 +193,13 @@ func TestRunnerCreateRefused(t *testing.T) {
 		leftovers(t, cs)
 	}
 }
+
+// Under session affinity the pod draws one at a time: simultaneous first
+// connections would race kube-proxy's affinity record.
+func TestStickyPathDrawsOneAtATime(t *testing.T) {
+	p := NodePlan{Node: "n1", Paths: []PathPlan{{Path: proxyrules.ClusterIP, URL: "http://10.97.0.10:8080/", Expect: proxyrules.Expectation{Sticky: true}}, {Path: proxyrules.NodePort, URL: "http://10.254.254.1:30081/"}}}
+	pod := (&Runner{}).pod("abc", 0, p, draw)
+	if a, b := strings.Join(pod.Spec.Containers[0].Args, " "), strings.Join(pod.Spec.Containers[1].Args, " "); !strings.Contains(a, " -c 1 ") || !strings.Contains(b, " -c 2 ") {
+		t.Errorf("sticky args %q, other %q", a, b)
+	}
+}
