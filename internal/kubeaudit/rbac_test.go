@@ -4,13 +4,18 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 // Every call a whole audit makes is in Permissions, and every permission is
@@ -64,5 +69,25 @@ func TestPermissionsAreTheCallsMade(t *testing.T) {
 		if !used[p] {
 			t.Errorf("Permissions grants %+v, which the audit never used", p)
 		}
+	}
+}
+
+// RBAC answers before existence: a namespace that does not exist (so has no
+// binding) is named as missing, not as a refusal.
+func TestMissingNamespaceBeforeRBAC(t *testing.T) {
+	cs := fake.NewClientset()
+	cs.PrependReactor("get", "services", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, "omikuji", errors.New(`User "a" cannot get resource "services"`))
+	})
+	_, err := Read(context.Background(), cs, Target{Namespace: "nowhere", Service: "omikuji"})
+	if err == nil || !strings.Contains(err.Error(), `no namespace "nowhere"`) {
+		t.Fatalf("err %v", err)
+	}
+	cs = fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}})
+	cs.PrependReactor("get", "services", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, "omikuji", errors.New(`User "a" cannot get resource "services"`))
+	})
+	if _, err := Read(context.Background(), cs, Target{Namespace: "ns", Service: "omikuji"}); err == nil || !strings.Contains(err.Error(), "RBAC refused to get services in namespace ns") {
+		t.Fatalf("err %v", err)
 	}
 }

@@ -50,10 +50,14 @@ type Snapshot struct {
 // Read takes a snapshot of target.
 func Read(ctx context.Context, cs kubernetes.Interface, t Target) (*Snapshot, error) {
 	svc, err := cs.CoreV1().Services(t.Namespace).Get(ctx, t.Service, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+	if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+		// RBAC answers before existence: a namespace that does not exist
+		// has no binding, so ask whether it exists before blaming RBAC.
 		if _, nsErr := cs.CoreV1().Namespaces().Get(ctx, t.Namespace, metav1.GetOptions{}); apierrors.IsNotFound(nsErr) {
 			return nil, usageErrorf("no namespace %q in this cluster; pass the Service's namespace with -n (kubectl get services -A lists them)", t.Namespace)
 		}
+	}
+	if apierrors.IsNotFound(err) {
 		return nil, usageErrorf("no Service %q in namespace %q; kubectl get services -n %s lists the Services there", t.Service, t.Namespace, t.Namespace)
 	}
 	if err != nil {
