@@ -277,7 +277,7 @@ func checkPorts(kit *Kit) []error {
 // checkPodSecurity evaluates every pod template against the Pod Security
 // Standard "restricted", latest version, as the admission plugin would.
 func checkPodSecurity(kit *Kit) []error {
-	evaluator, err := policy.NewEvaluator(policy.DefaultChecks())
+	evaluator, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
 	if err != nil {
 		return []error{err}
 	}

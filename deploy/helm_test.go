@@ -127,7 +127,7 @@ func TestClusterAutoscalerValues(t *testing.T) {
 
 	// The pod must pass Pod Security "restricted", like the fortunes, and
 	// keep a read-only root filesystem.
-	evaluator, err := policy.NewEvaluator(policy.DefaultChecks())
+	evaluator, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,7 @@ type env struct {
 	omikuji string // the omikuji binary, built from this repository
 	nodeURL string // the NodePort on node 1's IP
 	report  *runReport
+	plugin  plugin
 }
 
 // nodeURLs are the NodePort on every node's IP, in node order.
@@ -170,7 +171,9 @@ func TestOdds(t *testing.T) {
 		return nil
 	})
 
+	rep.phase(t, "build kubectl-omikuji, apply deploy/rbac", func() error { return e.setupPlugin(ctx, repo, work) })
 	t.Run("6-pod-security-restricted", func(t *testing.T) { e.checkPodSecurity(ctx, t) })
+	t.Run("10-kubectl-omikuji-input", func(t *testing.T) { e.checkPluginInput(ctx, t) })
 	for _, mode := range []string{"iptables", "nftables"} {
 		if c.ProxyMode != mode {
 			rep.phase(t, "switch kube-proxy to "+mode, func() error { return c.SetProxyMode(ctx, mode) })
@@ -186,6 +189,7 @@ func TestOdds(t *testing.T) {
 			t.Run("5-session-affinity", func(t *testing.T) { e.checkAffinity(ctx, t, mode) })
 			t.Run("8-external-traffic-policy-local", func(t *testing.T) { e.checkLocalPolicy(ctx, t, mode) })
 			t.Run("9-drain-node", func(t *testing.T) { e.checkDrain(ctx, t, mode) })
+			t.Run("11-kubectl-omikuji-audit", func(t *testing.T) { e.checkPlugin(ctx, t, mode) })
 		})
 		if !ok {
 			break // the next mode would start from an unknown state

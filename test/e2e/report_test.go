@@ -24,6 +24,16 @@ type runReport struct {
 	Streams  []streamReport   `json:"streams"`
 	Policies []policyReport   `json:"local_policy"`
 	Drains   []drainReport    `json:"drains"`
+	Audits   []auditReport    `json:"plugin_audits"`
+}
+
+// auditReport is one run of kubectl omikuji audit.
+type auditReport struct {
+	Mode, What string
+	Exit       int
+	Verdict    string
+	Seconds    float64 // command to verdict
+	Nodes      []string
 }
 
 // policyReport is the audit through one node with externalTrafficPolicy

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -412,6 +413,8 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		"--client-ca-file="+pki("ca.crt"),
 		"--kubelet-client-certificate="+pki("apiserver-kubelet-client.crt"),
 		"--kubelet-client-key="+pki("apiserver-kubelet-client.key"),
+		// Reach kubelets (logs, exec) by node IP: node 2's name resolves nowhere.
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
 		"--service-cluster-ip-range="+ServiceCIDR,
 		"--authorization-mode=Node,RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -972,6 +975,45 @@ func (c *Cluster) leftovers(ctx context.Context) error {
 	}
 	if len(left) > 0 {
 		return fmt.Errorf("left behind: %s", strings.Join(left, "; "))
+	}
+	return nil
+}
+
+// StopProxy stops a node's kube-proxy and leaves its rules in the kernel as
+// they are: from then on the node's rules go stale.
+func (c *Cluster) StopProxy(n *Node) error {
+	if p := c.proc(n.procName("kube-proxy")); p != nil {
+		return p.stop(10 * time.Second)
+	}
+	return nil
+}
+
+// StartProxy starts a node's kube-proxy again in the cluster's mode and
+// waits until it has synced.
+func (c *Cluster) StartProxy(ctx context.Context, n *Node) error {
+	return c.startKubeProxy(ctx, n, c.ProxyMode)
+}
+
+// WaitProxySynced waits until every node's kube-proxy, but those in skip,
+// has written its rules after since.
+func (c *Cluster) WaitProxySynced(ctx context.Context, since time.Time, skip ...*Node) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, n := range c.nodes() {
+		if slices.Contains(skip, n) {
+			continue
+		}
+		for {
+			synced, err := c.lastProxySync(ctx, n)
+			if err == nil && synced.After(since) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("kube-proxy on %s has not synced since %s (last %s, %v)", n.Name, since.Format(time.TimeOnly), synced.Format(time.TimeOnly), err)
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
 	}
 	return nil
 }

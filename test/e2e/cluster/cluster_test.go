@@ -45,17 +45,17 @@ func TestUnescapeMount(t *testing.T) {
 func TestKubernetesVersionAndLDFlags(t *testing.T) {
 	dir := t.TempDir()
 	gomod := filepath.Join(dir, "go.mod")
-	if err := os.WriteFile(gomod, []byte("module x\n\nrequire k8s.io/kubernetes v1.34.4 // indirect\n"), 0o644); err != nil {
+	if err := os.WriteFile(gomod, []byte("module x\n\nrequire k8s.io/kubernetes v1.36.5 // indirect\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	v, err := kubernetesVersion(gomod)
-	if err != nil || v != "v1.34.4" {
-		t.Fatalf("kubernetesVersion = %q, %v; want v1.34.4", v, err)
+	if err != nil || v != "v1.36.5" {
+		t.Fatalf("kubernetesVersion = %q, %v; want v1.36.5", v, err)
 	}
 	flags := versionLDFlags(v)
 	for _, want := range []string{
-		"k8s.io/component-base/version.gitVersion=v1.34.4",
-		"k8s.io/client-go/pkg/version.gitMinor=34",
+		"k8s.io/component-base/version.gitVersion=v1.36.5",
+		"k8s.io/client-go/pkg/version.gitMinor=36",
 	} {
 		if !strings.Contains(flags, want) {
 			t.Errorf("ldflags %q lack %q", flags, want)
@@ -69,14 +69,50 @@ func TestKubernetesVersionAndLDFlags(t *testing.T) {
 	}
 }
 
-// The real upstream module pins the version the docs name.
+// The real upstream module pins one release: every staging module at the
+// matching v0 version, the minor the EKS cluster in infra/ runs, and the
+// version docs/e2e.md names.
 func TestUpstreamModulePinsKubernetes(t *testing.T) {
-	v, err := kubernetesVersion(filepath.Join("..", "upstream", "go.mod"))
+	gomod := filepath.Join("..", "upstream", "go.mod")
+	v, err := kubernetesVersion(gomod)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(v, "v1.") {
 		t.Fatalf("upstream pins %q", v)
+	}
+	staging := "v0" + strings.TrimPrefix(v, "v1")
+	b, err := os.ReadFile(gomod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaces := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 4 && f[1] == "=>" && strings.HasPrefix(f[0], "k8s.io/") {
+			replaces++
+			if f[3] != staging {
+				t.Errorf("go.mod replaces %s with %s, want %s to match k8s.io/kubernetes %s", f[0], f[3], staging, v)
+			}
+		}
+	}
+	if replaces < 30 {
+		t.Errorf("go.mod replaces %d k8s.io staging modules, want all of them (30 or more)", replaces)
+	}
+	eks, err := os.ReadFile(filepath.Join("..", "..", "..", "infra", "eksctl", "cluster.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	minor := v[:strings.LastIndex(v, ".")]
+	if !strings.Contains(string(eks), `version: "`+strings.TrimPrefix(minor, "v")+`"`) {
+		t.Errorf("infra/eksctl/cluster.yaml does not run Kubernetes %s, the e2e's minor", minor)
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "e2e.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "`k8s.io/kubernetes` "+v) {
+		t.Errorf("docs/e2e.md does not name k8s.io/kubernetes %s", v)
 	}
 }
 
