@@ -9,7 +9,7 @@ packages=(
   zsh                 # the zsh completion
   nginx-light wrk     # benchmark yardstick and load generator
   libnginx-mod-stream # nginx stream balancers audited by omikuji draw's tests
-  containerd runc containernetworking-plugins etcd-server  # real-cluster e2e
+  containerd runc containernetworking-plugins  # real-cluster e2e (etcd is built with Kubernetes)
   iptables nftables conntrack openssl
 )
 missing=()

@@ -252,12 +252,12 @@ func Preflight(ctx context.Context, binDir string) error {
 	if os.Geteuid() != 0 {
 		problems = append(problems, "must run as root (it starts kubelet and containerd and changes netfilter rules)")
 	}
-	for _, name := range Components {
+	for _, name := range append(Components, "etcd") {
 		if _, err := os.Stat(filepath.Join(binDir, name)); binDir != "" && err != nil {
 			problems = append(problems, fmt.Sprintf("missing %s in %q (built by cluster.Build)", name, binDir))
 		}
 	}
-	for _, tool := range []string{"etcd", "containerd", "containerd-shim-runc-v2", "runc", "ctr", "kubectl", "iptables", "ip6tables", "iptables-save", "nft", "ip", "conntrack", "nsenter", "sysctl", "go"} {
+	for _, tool := range []string{"containerd", "containerd-shim-runc-v2", "runc", "ctr", "kubectl", "iptables", "ip6tables", "iptables-save", "nft", "ip", "conntrack", "nsenter", "sysctl", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			problems = append(problems, fmt.Sprintf("missing %s in PATH (Debian packages: scripts/deps.sh)", tool))
 		}
@@ -381,7 +381,7 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 	c.EtcdPort = client
 	clientURL := fmt.Sprintf("http://127.0.0.1:%d", client)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
-	p, err := c.start("etcd", "etcd",
+	p, err := c.start("etcd", filepath.Join(c.BinDir, "etcd"),
 		"--name", "omikuji-e2e", "--data-dir", c.file("etcd"),
 		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -95,6 +96,16 @@ func TestUpstreamModulePinsKubernetes(t *testing.T) {
 				t.Errorf("go.mod replaces %s with %s, want %s to match k8s.io/kubernetes %s", f[0], f[3], staging, v)
 			}
 		}
+	}
+	// etcd's server is built at the version of the etcd client that
+	// Kubernetes itself requires.
+	client := regexp.MustCompile(`(?m)^\s*go\.etcd\.io/etcd/client/v3 (v\S+)`).FindStringSubmatch(string(b))
+	server := regexp.MustCompile(`(?m)^\s*go\.etcd\.io/etcd/server/v3 (v\S+)`).FindStringSubmatch(string(b))
+	if client == nil || server == nil || client[1] != server[1] {
+		t.Errorf("go.mod requires etcd client %v and server %v, want one version", client, server)
+	}
+	if !strings.Contains(string(b), "\t"+etcdPackage+"\n") {
+		t.Errorf("go.mod does not list %s as a tool", etcdPackage)
 	}
 	if replaces < 30 {
 		t.Errorf("go.mod replaces %d k8s.io staging modules, want all of them (30 or more)", replaces)
