@@ -117,7 +117,9 @@ func (c *Cluster) nodes() []*Node {
 
 // startNetwork creates the node's namespace, the veth pair and the routes
 // in both directions: on the host, the node's pod CIDR via its IP; in the
-// namespace, the other nodes' IPs and pod CIDRs via node 1. There is no
+// namespace, the other nodes' IPs and pod CIDRs via node 1, and the
+// Service CIDR, so that the node itself reaches ClusterIPs as a real node
+// does (kube-proxy rewrites the destination after routing). There is no
 // default route: nothing on a node needs any other address.
 func (c *Cluster) startNetwork(ctx context.Context, n *Node) error {
 	if !exists("/run/netns") {
@@ -154,6 +156,7 @@ func (c *Cluster) startNetwork(ctx context.Context, n *Node) error {
 		func() error { return inside("link", "set", "eth0", "up") },
 		func() error { return inside("route", "add", ClusterCIDR, "via", NodeIP, "dev", "eth0") },
 		func() error { return inside("route", "add", nodeNet, "via", NodeIP, "dev", "eth0") },
+		func() error { return inside("route", "add", ServiceCIDR, "via", NodeIP, "dev", "eth0") },
 		// Forward between the link and the pods' bridge (per namespace).
 		func() error { _, err := n.Run(ctx, "sysctl", "-qw", "net.ipv4.ip_forward=1"); return err },
 	}
