@@ -453,6 +453,53 @@ func (e *env) checkPluginInput(ctx context.Context, t *testing.T) {
 		e.noAuditPods(ctx, t)
 	}
 
+	// A Service without a selector, one whose selector matches no pod, and
+	// a cluster whose every node is cordoned.
+	for _, args := range [][]string{
+		{"-n", namespace, "create", "service", "clusterip", "by-hand", "--tcp=80"},
+		{"-n", namespace, "patch", "service", "by-hand", "--type=json", "-p", `[{"op":"remove","path":"/spec/selector"}]`},
+		{"-n", namespace, "create", "service", "clusterip", "no-pods", "--tcp=80"}, // selects app=no-pods: nothing
+	} {
+		if out, err := e.c.Kubectl(ctx, args...); err != nil {
+			t.Fatalf("kubectl %v: %v: %s", args, err, out)
+		}
+	}
+	defer e.c.Kubectl(context.WithoutCancel(ctx), "-n", namespace, "delete", "service", "by-hand", "no-pods", "--ignore-not-found") //nolint:errcheck // best effort; the namespace goes with the cluster
+	for _, n := range e.c.Nodes {
+		if out, err := e.c.Kubectl(ctx, "cordon", n.Name); err != nil {
+			t.Fatalf("kubectl cordon %s: %v: %s", n.Name, err, out)
+		}
+		defer e.c.Kubectl(context.WithoutCancel(ctx), "uncordon", n.Name) //nolint:errcheck // checked below
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"audit", "svc/by-hand", "-n", namespace}, []string{"has no selector", "audit a Service that selects pods"}},
+		{[]string{"audit", "svc/no-pods", "-n", namespace}, []string{"has no ready endpoints", "kubectl get endpointslices"}},
+		{[]string{"audit", "svc/omikuji", "-n", namespace}, []string{"no node can run the audit pods", e.c.Nodes[0].Name + ": cordoned", "uncordon a node"}},
+	} {
+		code, _, stderr, err := e.kubectlOmikuji(ctx, nil, tc.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("kubectl omikuji %s: exit %d: %s", strings.Join(tc.args, " "), code, strings.TrimSpace(stderr))
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2", tc.args, code)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("%v: stderr lacks %q: %s", tc.args, w, stderr)
+			}
+		}
+		e.noAuditPods(ctx, t)
+	}
+	for _, n := range e.c.Nodes {
+		if out, err := e.c.Kubectl(ctx, "uncordon", n.Name); err != nil {
+			t.Fatalf("kubectl uncordon %s: %v: %s", n.Name, err, out)
+		}
+	}
+
 	// Ctrl-C while the pods draw.
 	cmd := exec.CommandContext(ctx, "kubectl", "omikuji", "audit", "svc/omikuji", "-n", namespace, "--draws", "1000000", "-c", "1")
 	cmd.Env = append(os.Environ(), "PATH="+e.plugin.dir+":"+os.Getenv("PATH"), "KUBECONFIG="+e.plugin.kubeconfig)
