@@ -422,6 +422,26 @@ func (e *env) checkStaleNode(ctx context.Context, t *testing.T, mode string) {
 	}
 }
 
+// wantRefusal runs the plugin, which must exit 2 saying every one of want,
+// and leave no audit pod behind.
+func (e *env) wantRefusal(ctx context.Context, t *testing.T, env, args []string, want ...string) {
+	t.Helper()
+	code, _, stderr, err := e.kubectlOmikuji(ctx, env, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kubectl omikuji %s: exit %d: %s", strings.Join(args, " "), code, strings.TrimSpace(stderr))
+	if code != 2 {
+		t.Errorf("%v: exit %d, want 2", args, code)
+	}
+	for _, w := range want {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("%v: stderr lacks %q: %s", args, w, stderr)
+		}
+	}
+	e.noAuditPods(ctx, t)
+}
+
 // checkPluginInput: bad input exits 2 with a message naming the problem and
 // the fix, and an interrupted audit leaves nothing behind.
 func (e *env) checkPluginInput(ctx context.Context, t *testing.T) {
@@ -437,20 +457,7 @@ func (e *env) checkPluginInput(ctx context.Context, t *testing.T) {
 		{nil, []string{"audit", "svc/omikuji", "-n", namespace, "--image", "registry.invalid/omikuji:missing", "--pull-timeout", "90s"}, []string{`"registry.invalid/omikuji:missing"`, "ErrImagePull", "--image"}},
 		{nil, []string{"audit", "svc/kubernetes", "-n", "default"}, []string{"RBAC refused"}},
 	} {
-		code, _, stderr, err := e.kubectlOmikuji(ctx, tc.env, tc.args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("kubectl omikuji %s: exit %d: %s", strings.Join(tc.args, " "), code, strings.TrimSpace(stderr))
-		if code != 2 {
-			t.Errorf("%v: exit %d, want 2", tc.args, code)
-		}
-		for _, w := range tc.want {
-			if !strings.Contains(stderr, w) {
-				t.Errorf("%v: stderr lacks %q: %s", tc.args, w, stderr)
-			}
-		}
-		e.noAuditPods(ctx, t)
+		e.wantRefusal(ctx, t, tc.env, tc.args, tc.want...)
 	}
 
 	// A Service without a selector, one whose selector matches no pod, and
@@ -479,20 +486,7 @@ func (e *env) checkPluginInput(ctx context.Context, t *testing.T) {
 		{[]string{"audit", "svc/no-pods", "-n", namespace}, []string{"has no ready endpoints", "kubectl get endpointslices"}},
 		{[]string{"audit", "svc/omikuji", "-n", namespace}, []string{"no node can run the audit pods", e.c.Nodes[0].Name + ": cordoned", "uncordon a node"}},
 	} {
-		code, _, stderr, err := e.kubectlOmikuji(ctx, nil, tc.args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("kubectl omikuji %s: exit %d: %s", strings.Join(tc.args, " "), code, strings.TrimSpace(stderr))
-		if code != 2 {
-			t.Errorf("%v: exit %d, want 2", tc.args, code)
-		}
-		for _, w := range tc.want {
-			if !strings.Contains(stderr, w) {
-				t.Errorf("%v: stderr lacks %q: %s", tc.args, w, stderr)
-			}
-		}
-		e.noAuditPods(ctx, t)
+		e.wantRefusal(ctx, t, nil, tc.args, tc.want...)
 	}
 	for _, n := range e.c.Nodes {
 		if out, err := e.c.Kubectl(ctx, "uncordon", n.Name); err != nil {
