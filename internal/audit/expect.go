@@ -365,7 +365,12 @@ func (m Model) weight(declared, backends int) int {
 
 // backendsWanted is how many backends must answer (uniform:N or the
 // names of uniform:NAME,...), or 0.
-func (m Model) backendsWanted() int { return m.Expect.Backends }
+func (m Model) backendsWanted() int {
+	if len(m.Expect.Names) > 0 {
+		return len(m.Expect.Names)
+	}
+	return m.Expect.Backends
+}
 
 // podsKnown says that the expected weights are the groups' numbers of
 // backends: the catalogue's default replica counts of omikuji's fortunes.
