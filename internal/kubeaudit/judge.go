@@ -293,18 +293,19 @@ func (r *PathReport) describe(node, zone string, e proxyrules.Expectation, s *Sn
 	} else if r.Failed > 0 {
 		r.add("%d of %d draws through the %s failed (%s)", r.Failed, r.Draws, via, failureList(r.Failures))
 	}
-	if len(r.Unexpected) == 0 && len(never) == 0 {
-		if r.AnytimeDecides {
-			for _, t := range []audit.AnytimeTest{r.Anytime.Fit, r.Anytime.Uniformity, r.Anytime.Independence} {
-				if t.Rejected {
-					r.add("%s failed through the %s after %d draws (p ≤ %s)", t.Name, via, r.Anytime.Draws, formatP(t.PValue))
-				}
+	// Unexpected and never-reached backends, said above, are what fails the
+	// fit and the uniformity; independence is another matter.
+	explained := len(r.Unexpected) > 0 || len(never) > 0
+	if r.AnytimeDecides {
+		for i, t := range []audit.AnytimeTest{r.Anytime.Fit, r.Anytime.Uniformity, r.Anytime.Independence} {
+			if t.Rejected && (i == 2 || !explained) {
+				r.add("%s failed through the %s after %d draws (p ≤ %s)", t.Name, via, r.Anytime.Draws, formatP(t.PValue))
 			}
-		} else {
-			for _, t := range []audit.Test{r.Fit, r.Uniformity, r.Independence} {
-				if t.Applicable && !t.Passed {
-					r.add("%s failed through the %s (p %s): %s", t.Name, via, formatP(t.PValue), t.Note)
-				}
+		}
+	} else if !explained {
+		for _, t := range []audit.Test{r.Fit, r.Uniformity, r.Independence} {
+			if t.Applicable && !t.Passed {
+				r.add("%s failed through the %s (p %s): %s", t.Name, via, formatP(t.PValue), t.Note)
 			}
 		}
 	}

@@ -105,11 +105,17 @@ func fortuneOf(pod string) string {
 // answering as pods at random, seeded; what the judge reads.
 func drawFrom(t *testing.T, plan PathPlan, seed uint64, n int, pods []string) podDraw {
 	t.Helper()
-	var mu sync.Mutex
 	rng := rand.New(rand.NewPCG(seed, 1))
+	return drawWith(t, plan, n, func() string { return pods[rng.IntN(len(pods))] })
+}
+
+// drawWith is drawFrom with the server's choice of pod made by next.
+func drawWith(t *testing.T, plan PathPlan, n int, next func() string) podDraw {
+	t.Helper()
+	var mu sync.Mutex
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
-		pod := pods[rng.IntN(len(pods))]
+		pod := next()
 		mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"fortune":%q,"pod":%q}`, fortuneOf(pod), pod)
@@ -222,6 +228,21 @@ func TestJudgeStaleNode(t *testing.T) {
 		t.Errorf("new pods never reached: %s after %d draws (%s):\n%s", r.Verdict, r.Draws, r.Stopped, all)
 	}
 	t.Logf("new pods never reached: %s", r.Stopped)
+}
+
+// A node that deals its pods out in turn (IPVS round-robin, say): every
+// pod reached evenly, and the pod's independence test stops it early.
+func TestJudgeRoundRobin(t *testing.T) {
+	s, pods := kit()
+	plan := planFor(s, "n1", "a", nil)
+	i := 0
+	r := Judge("n1", "a", plan, drawWith(t, plan, 2000, func() string { i++; return pods[i%len(pods)] }), s, 0.001)
+	all := strings.Join(r.Discrepancies, "\n")
+	if r.Verdict != Inconsistent || r.Draws >= 200 || !r.Anytime.Independence.Rejected || len(r.Unexpected) != 0 ||
+		!strings.Contains(all, "anytime-valid independence of consecutive draws failed through the ClusterIP after") {
+		t.Fatalf("round-robin: %s after %d draws (%s):\n%s", r.Verdict, r.Draws, r.Stopped, all)
+	}
+	t.Logf("round-robin: %s", all)
 }
 
 func TestJudgeCrossZone(t *testing.T) {
