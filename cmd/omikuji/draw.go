@@ -53,7 +53,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&a.KeepAlive, "keep-alive", false, "reuse one connection per worker (shows keep-alive pinning)")
 	backendFlag := fs.String("backend", audit.KindOmikuji, "how an answer names its backend: omikuji | header:NAME | json:PATH | regex:RE")
 	groupFlag := fs.String("group", "default", "how backends form groups: default (the fortune for omikuji, else each backend) | regex:RE")
-	expectFlag := fs.String("expect", "", "expected shares: uniform | uniform:N | group=weight,... (default: "+fortune.DefaultReplicas().String()+" for omikuji, uniform otherwise)")
+	expectFlag := fs.String("expect", "", "expected shares: uniform | uniform:N | uniform:NAME,... | group=weight,... (default: "+fortune.DefaultReplicas().String()+" for omikuji, uniform otherwise)")
 	testsFlag := fs.String("tests", strings.Join(audit.AllTests, ","), "the tests that decide the exit code, from fit,uniform,independence")
 	fs.Var(&headers, "H", "request header 'Name: value', repeatable (Host: sets the host)")
 	fs.StringVar(&a.Method, "method", "GET", "GET or HEAD (HEAD needs --backend header:NAME)")

@@ -83,3 +83,60 @@ func TestUntilDecidedFindsASilentBackendOfTheExpectedTen(t *testing.T) {
 		t.Errorf("uniform: exit %d, %v, %d draws, stopped %q, stderr %q", code, err, r.Drawn, r.Stopped, stderr)
 	}
 }
+
+// --expect uniform:NAMES: bad names exit 2 before any draw; a stale
+// backend still answering and a listed one never reached are both named,
+// in the JSON and the text, and --until decided stops on them early.
+func TestExpectUniformNames(t *testing.T) {
+	srv, requests := fortuneServer(t)
+	for _, tc := range []struct{ spec, want string }{
+		{"uniform:a,,b", `--expect "uniform:a,,b": an empty name in uniform:NAME,...; for example uniform:web-7d4b9c-x2x8q,web-7d4b9c-z9k2m`},
+		{"uniform:a,b,a", `name "a" is given twice`},
+		{"uniform:a;b", `name "a;b" has a character other than letters, digits and . _ - : @ / +`},
+	} {
+		code, stdout, stderr := drawCmd(srv.URL, "--expect", tc.spec)
+		if code != 2 || !strings.Contains(stderr, tc.want) || stdout != "" {
+			t.Errorf("--expect %q: exit %d, stdout %q, stderr %q; want exit 2 and %q", tc.spec, code, stdout, stderr, tc.want)
+		}
+	}
+	if requests.Load() != 0 {
+		t.Errorf("bad --expect made %d requests", requests.Load())
+	}
+
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(5, 6))
+	pods := []string{"web-a", "web-b", "web-c", "web-old"} // web-old is stale; web-new is never reached
+	backends := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		pod := pods[rng.IntN(len(pods))]
+		mu.Unlock()
+		w.Header().Set("X-Pod", pod)
+	}))
+	t.Cleanup(backends.Close)
+	expect := "uniform:web-a,web-b,web-c,web-new"
+	code, stdout, stderr := drawCmd(backends.URL, "--backend", "header:X-Pod", "--expect", expect, "-n", "400", "-c", "1", "--json")
+	var r audit.Report
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil || code != 1 {
+		t.Fatalf("exit %d, %v, stderr %q", code, err, stderr)
+	}
+	silent := false
+	for _, b := range r.Backends {
+		silent = silent || (b.Name == "web-new" && b.Count == 0)
+	}
+	if r.Expect != expect || !silent || r.BackendsSilent != 1 || len(r.BackendsUnexpected) != 1 || r.BackendsUnexpected[0] != "web-old" ||
+		!strings.Contains(r.GoodnessOfFit.Note, "does not list: web-old") || !strings.Contains(r.Uniformity.Note, "never answered: web-new") {
+		t.Errorf("report: expect %q, backends %+v, unexpected %v, fit %+v, uniformity %+v", r.Expect, r.Backends, r.BackendsUnexpected, r.GoodnessOfFit, r.Uniformity)
+	}
+	code, stdout, _ = drawCmd(backends.URL, "--backend", "header:X-Pod", "--expect", expect, "-n", "400", "-c", "1")
+	for _, want := range []string{"web-new", "web-old came up although --expect gives it weight 0", "INCONSISTENT"} {
+		if code != 1 || !strings.Contains(stdout, want) {
+			t.Errorf("text lacks %q (exit %d):\n%s", want, code, stdout)
+		}
+	}
+	code, stdout, _ = drawCmd(backends.URL, "--backend", "header:X-Pod", "--expect", expect, "--until", "decided", "-n", "2000", "-c", "1", "--json")
+	r = audit.Report{}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil || code != 1 || r.Drawn > 50 || !strings.Contains(r.Stopped, "fit rejects") {
+		t.Errorf("--until decided: exit %d, %v, %d draws, stopped %q", code, err, r.Drawn, r.Stopped)
+	}
+	t.Logf("--until decided: %s", r.Stopped)
+}

@@ -69,6 +69,10 @@ type Report struct {
 	FortuneGroups bool `json:"fortune_groups"`
 	// SharedNames lists backend names that answered as two groups or more.
 	SharedNames []SharedName `json:"shared_names,omitempty"`
+	// With uniform:NAME,...: how many listed backends never answered (rows
+	// in Backends with count 0), and the backends that answered unlisted.
+	BackendsSilent     int      `json:"backends_silent,omitempty"`
+	BackendsUnexpected []string `json:"backends_unexpected,omitempty"`
 	// Anytime are the anytime-valid tests over the same draws in start
 	// order: valid whenever the draws stopped. AnytimeDecides says they,
 	// not the chi-square tests, decide the verdict (--until, --precision,
@@ -160,7 +164,16 @@ func measure(s Sample, a Audit) Report {
 	for _, g := range slices.Compact(others) {
 		addRow(g, 0)
 	}
+	// uniform:NAME,... lists backends that may stay silent: rows with
+	// count 0, in the group their name gives.
+	silent := m.silent(s.Backends)
+	for _, b := range silent {
+		addRow(b.Group, 0)
+	}
 	byGroup := make([][]int, len(r.Groups))
+	members := make([]int, len(r.Groups)) // backends that weigh, per group
+	var unexpected []string
+	listedSeen, unexpectedDraws := 0, 0
 	for _, b := range s.Backends {
 		g := rowOf[m.groupOf(b.Name, b.Group)]
 		row := &r.Groups[g]
@@ -168,8 +181,22 @@ func measure(s Sample, a Audit) Report {
 		row.PodNames = append(row.PodNames, b.Name)
 		byGroup[g] = append(byGroup[g], b.Count)
 		r.Backends = append(r.Backends, BackendRow{Name: b.Name, Group: row.ID, Count: b.Count})
+		if m.weighs(b.Name) {
+			members[g]++
+			listedSeen++
+		} else {
+			unexpected, unexpectedDraws = append(unexpected, b.Name), unexpectedDraws+b.Count
+		}
+	}
+	for _, b := range silent {
+		g := rowOf[b.Group]
+		byGroup[g] = append(byGroup[g], 0)
+		members[g]++
+		r.Backends = append(r.Backends, b)
 	}
 	r.BackendsSeen = len(s.Backends)
+	slices.Sort(unexpected)
+	r.BackendsSilent, r.BackendsUnexpected = len(silent), slices.Compact(unexpected)
 	r.SharedNames = sharedNames(s.Backends)
 	order := make([]int32, len(r.Backends)) // sample index → sorted index
 	sorted := make([]int, len(r.Backends))
@@ -183,6 +210,7 @@ func measure(s Sample, a Audit) Report {
 	for to, from := range sorted {
 		rows[to], order[from] = r.Backends[from], int32(to)
 	}
+	order = order[:len(s.Backends)]
 	r.Backends = rows
 	for i, c := range r.Strip {
 		if c != Failed {
@@ -196,7 +224,7 @@ func measure(s Sample, a Audit) Report {
 		row := &r.Groups[i]
 		slices.Sort(row.PodNames)
 		row.Pods = len(row.PodNames)
-		row.Weight = m.weight(row.Weight, row.Pods) // uniform: a group's share is its backends ÷ all backends
+		row.Weight = m.weight(row.Weight, members[i]) // uniform: a group's share is its backends ÷ all backends
 		total += row.Weight
 	}
 	for i := range r.Groups {
@@ -211,9 +239,17 @@ func measure(s Sample, a Audit) Report {
 		observed[i], weights[i] = row.Count, row.Weight
 	}
 	r.GoodnessOfFit = GoodnessOfFit(observed, weights, a.Alpha)
+	if len(unexpected) > 0 {
+		r.GoodnessOfFit.Applicable, r.GoodnessOfFit.Passed, r.GoodnessOfFit.PValue = true, false, 0
+		r.GoodnessOfFit.Note = fmt.Sprintf("%d draws answered by %d backend(s) that --expect does not list: %s", unexpectedDraws, len(unexpected), listSome(unexpected))
+	}
 	r.Uniformity = Uniformity(byGroup, a.Alpha)
 	if want := m.backendsWanted(); want > 0 && r.Succeeded > 0 {
-		r.checkBackendCount(want)
+		var never []string
+		for _, b := range silent {
+			never = append(never, b.Name)
+		}
+		r.checkBackendCount(listedSeen, want, never)
 	}
 	seq := make([]int, 0, r.Succeeded)
 	for _, c := range s.Seq {
@@ -226,10 +262,11 @@ func measure(s Sample, a Audit) Report {
 
 	// The anytime-valid tests, over the same draws in start order.
 	groupOf := make([]int, len(s.Backends))
+	weighs := make([]bool, len(s.Backends))
 	for i, b := range s.Backends {
-		groupOf[i] = rowOf[m.groupOf(b.Name, b.Group)]
+		groupOf[i], weighs[i] = rowOf[m.groupOf(b.Name, b.Group)], m.weighs(b.Name)
 	}
-	r.Anytime = Replay(anytimeOptions(a, m), s.Seq, groupOf) // rows begin with the model's groups
+	r.Anytime = Replay(anytimeOptions(a, m), s.Seq, groupOf, weighs) // rows begin with the model's groups
 	for i := range r.Anytime.Shares {
 		r.Anytime.Shares[i].ID = r.Groups[i].ID
 	}
@@ -285,10 +322,10 @@ func sharedNames(backends []Backend) []SharedName {
 
 // checkBackendCount makes the uniformity test fail when fewer backends
 // answered than uniform:N expects and chance cannot explain it, or when
-// more answered.
-func (r *Report) checkBackendCount(want int) {
+// more answered: seen of them answered (with uniform:NAME,..., listed
+// ones), and never are the listed ones that did not.
+func (r *Report) checkBackendCount(seen, want int, never []string) {
 	t := &r.Uniformity
-	seen := r.BackendsSeen
 	switch {
 	case seen > want:
 		t.Applicable, t.Passed, t.PValue = true, false, 0
@@ -297,6 +334,9 @@ func (r *Report) checkBackendCount(want int) {
 		p, upTo := MissingBackends(seen, want, r.Succeeded, r.Alpha)
 		note := fmt.Sprintf("only %d of the %d expected backends answered in %d draws; if all %d answered at random, missing %d of them has %s, plausible only with %d draws or fewer at alpha %g",
 			seen, want, r.Succeeded, want, want-seen, formatP(p, "≤"), upTo, r.Alpha)
+		if len(never) > 0 {
+			note += "; never answered: " + listSome(never)
+		}
 		if t.Note != "" {
 			note += "; " + t.Note
 		}

@@ -96,6 +96,18 @@ func NewAnytime(o AnytimeOptions) *Anytime {
 	return a
 }
 
+// ObserveUnexpected adds a successful draw of a backend the expectation
+// does not list (uniform:NAME,...): a draw of probability 0 under it, so
+// the fit rejects outright.
+func (a *Anytime) ObserveUnexpected(g, b int) {
+	a.Observe(g, b)
+	if a.uniformMode {
+		a.all.set(math.Inf(1))
+	} else {
+		a.fit.set(math.Inf(1))
+	}
+}
+
 // Observe adds a successful draw of backend number b (0, 1, 2, … in the
 // order backends first answered) in group g (the index of its row).
 func (a *Anytime) Observe(g, b int) {
@@ -242,8 +254,9 @@ func (r AnytimeResult) Narrow(precision float64) bool {
 // Replay runs an Anytime audit over a finished sample's draws in the order
 // they started: seq holds an index into the backends for each draw, or a
 // negative number for a failed one; groupOf gives each backend's group
-// index. It is what a report shows beside its fixed-n tests.
-func Replay(o AnytimeOptions, seq []int32, groupOf []int) AnytimeResult {
+// index, and weighs whether it is expected at all (nil: every one is; see
+// ObserveUnexpected). It is what a report shows beside its fixed-n tests.
+func Replay(o AnytimeOptions, seq []int32, groupOf []int, weighs []bool) AnytimeResult {
 	a := NewAnytime(o)
 	number := make([]int, len(groupOf))
 	for i := range number {
@@ -257,7 +270,11 @@ func Replay(o AnytimeOptions, seq []int32, groupOf []int) AnytimeResult {
 		if number[b] < 0 {
 			number[b], seen = seen, seen+1
 		}
-		a.Observe(groupOf[b], number[b])
+		if weighs != nil && !weighs[b] {
+			a.ObserveUnexpected(groupOf[b], number[b])
+		} else {
+			a.Observe(groupOf[b], number[b])
+		}
 	}
 	return a.Result()
 }

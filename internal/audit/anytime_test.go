@@ -94,7 +94,7 @@ func TestReplayNumbersBackendsInStartOrder(t *testing.T) {
 	// marked -1: the replay numbers them as the draws started.
 	seq := []int32{0, -1, 1, 2, 0, 1, 2, -1}
 	groupOf := []int{0, 0, 1}
-	got := Replay(AnytimeOptions{Weights: []float64{2, 1}, Alpha: 0.01}, seq, groupOf)
+	got := Replay(AnytimeOptions{Weights: []float64{2, 1}, Alpha: 0.01}, seq, groupOf, nil)
 	a := NewAnytime(AnytimeOptions{Weights: []float64{2, 1}, Alpha: 0.01})
 	for _, d := range [][2]int{{0, 0}, {0, 1}, {1, 2}, {0, 0}, {0, 1}, {1, 2}} {
 		a.Observe(d[0], d[1])

@@ -39,10 +39,11 @@ func (r *Report) oddsCauses() []string {
 		causes = append(causes, cause)
 	}
 	if !r.Uniformity.Passed {
-		if r.BackendsWanted > 0 && r.BackendsSeen < r.BackendsWanted {
-			causes = append(causes, fmt.Sprintf("Only %d of %d backends answered: %s; backends that are dead or not Ready (no endpoints); session affinity or hash balancing (sessionAffinity: ClientIP, nginx hash $remote_addr) sending this one client to one backend; or keep-alive pinning.", r.BackendsSeen, r.BackendsWanted, nodeLocal))
-		} else if r.BackendsWanted > 0 && r.BackendsSeen > r.BackendsWanted {
-			causes = append(causes, fmt.Sprintf("%d backends answered where %d were expected: a rollout or scale-up in progress, or uniform:N is not what is deployed.", r.BackendsSeen, r.BackendsWanted))
+		seen := r.BackendsSeen - len(r.BackendsUnexpected) // uniform:NAME,...: the listed ones
+		if r.BackendsWanted > 0 && seen < r.BackendsWanted {
+			causes = append(causes, fmt.Sprintf("Only %d of %d backends answered: %s; backends that are dead or not Ready (no endpoints); session affinity or hash balancing (sessionAffinity: ClientIP, nginx hash $remote_addr) sending this one client to one backend; or keep-alive pinning.", seen, r.BackendsWanted, nodeLocal))
+		} else if r.BackendsWanted > 0 && seen > r.BackendsWanted {
+			causes = append(causes, fmt.Sprintf("%d backends answered where %d were expected: a rollout or scale-up in progress, or uniform:N is not what is deployed.", seen, r.BackendsWanted))
 		}
 		if r.Uniformity.DF > 0 && r.Uniformity.Statistic > 0 {
 			causes = append(causes, "Backends within a group get unequal shares: a slow or overloaded backend (least-connections or latency-aware balancing sends it fewer draws), a backend flapping between Ready and not Ready, weighted endpoints, or topology-aware routing that prefers the local zone (trafficDistribution: PreferClose).")

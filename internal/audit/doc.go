@@ -53,20 +53,25 @@
 //   - expects: whether a group was expected at all (one that was not, but
 //     answered, is a row with weight 0: "came up although --expect gives it
 //     weight 0");
-//   - weight: a group's weight given the backends that answered for it
-//     (uniform: one per backend);
-//   - backendsWanted: how many backends must answer (uniform:N);
+//   - weight: a group's weight given the backends that weigh in it
+//     (uniform: one per backend that answered, or per listed one);
+//   - backendsWanted: how many backends must answer (uniform:N, or the
+//     names of uniform:NAME,...);
 //   - podsKnown: whether the groups' weights are their numbers of backends
 //     (the catalogue's default), which the anytime-valid uniformity counts.
 //
-// Per-backend expectations, such as weights per pod derived from a
-// cluster's EndpointSlices, plug in as one more Expectation kind carrying a
-// weight per backend name (zero for a pod expected to get no draws). Only
-// the Model changes: groups sums the weights per group, a listed pod that
-// never answers becomes a backend row with count 0, and a backend that
-// answers unlisted gets weight 0 and reads as unexpected, as a weight-0
-// group does today; Uniformity then compares each group's backends with
-// their weights instead of equal shares.
+// Per-backend expectations plug in here and nowhere else. uniform:NAME,...
+// lists the backends expected, each equally likely (what kube-proxy does
+// over a node's endpoints): weighs says whether a backend is listed, silent
+// gives each listed backend that never answered a backend row with count 0
+// in the group its name gives (its own with omikuji's fortunes, which only
+// an answer names), and groupOf puts a backend that answers unlisted in a
+// group of its own with weight 0, which reads as unexpected as a weight-0
+// group does. measure counts silent backends in the fit, the uniformity and
+// the backend count, and fails the fit by name on an unlisted one; the
+// anytime-valid tests see each unlisted draw through ObserveUnexpected, a
+// draw of probability 0, so the fit rejects at once. Weights per pod (from
+// a cluster's EndpointSlices, say) would be the same with a weight per name.
 //
 // The anytime-valid statistics consume the same stream: sample hands on
 // every outcome as its draw finishes, with its place in start order, and

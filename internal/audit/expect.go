@@ -66,7 +66,7 @@ func (g GroupSpec) Of(backend, answered string) string {
 // Expectation kinds.
 const (
 	ExpectCatalogue = "catalogue" // omikuji's default replica counts
-	ExpectUniform   = "uniform"   // every backend that answered equally likely
+	ExpectUniform   = "uniform"   // every backend that answered, or every one listed, equally likely
 	ExpectWeights   = "weights"   // weights per group
 )
 
@@ -74,7 +74,8 @@ const (
 // value is the default of the backend kind (see NewModel).
 type Expectation struct {
 	Kind     string
-	Backends int      // uniform:N; 0 when not given
+	Backends int      // uniform:N, or the number of Names; 0 when not given
+	Names    []string // uniform:NAME,...: the backends expected, and no others
 	Groups   []string // ExpectWeights and ExpectCatalogue: groups in order
 	Weights  []int    // their weights
 }
@@ -83,6 +84,9 @@ type Expectation struct {
 func (e Expectation) String() string {
 	switch e.Kind {
 	case ExpectUniform:
+		if len(e.Names) > 0 {
+			return "uniform:" + strings.Join(e.Names, ",")
+		}
 		if e.Backends > 0 {
 			return "uniform:" + strconv.Itoa(e.Backends)
 		}
@@ -95,12 +99,16 @@ func (e Expectation) String() string {
 	return strings.Join(parts, ",")
 }
 
-// MaxExpectedBackends bounds uniform:N.
+// MaxExpectedBackends bounds uniform:N and the names of uniform:NAME,...
 const MaxExpectedBackends = MaxBackends
 
+// MaxBackendName bounds each name of uniform:NAME,... (a DNS name's length).
+const MaxBackendName = 253
+
 // ParseExpect parses --expect: "" (the default of the backend kind) |
-// uniform | uniform:N | id=w,... For the omikuji backend with its fortune
-// groups, ids are catalogue fortunes and the ones left out weigh 0.
+// uniform | uniform:N | uniform:NAME,... | id=w,... For the omikuji backend
+// with its fortune groups, ids are catalogue fortunes and the ones left out
+// weigh 0. A single whole number after uniform: is N, anything else names.
 func ParseExpect(spec string, backend BackendSpec, group GroupSpec) (Expectation, error) {
 	fortuneGroups := fortuneMode(backend, group)
 	if spec == "" {
@@ -110,6 +118,9 @@ func ParseExpect(spec string, backend BackendSpec, group GroupSpec) (Expectation
 		return Expectation{Kind: ExpectUniform}, nil
 	}
 	if n, ok := strings.CutPrefix(spec, "uniform:"); ok {
+		if !wholeNumber(n) {
+			return parseNames(spec, n)
+		}
 		v, err := strconv.Atoi(n)
 		if err != nil || v < 1 || v > MaxExpectedBackends {
 			return Expectation{}, fmt.Errorf("--expect %q: N in uniform:N must be a whole number from 1 to %d, for example uniform:3", spec, MaxExpectedBackends)
@@ -146,6 +157,45 @@ func ParseExpect(spec string, backend BackendSpec, group GroupSpec) (Expectation
 		return Expectation{}, fmt.Errorf("--expect %q: the weights sum to 0; for example stable=9,canary=1", spec)
 	}
 	return e, nil
+}
+
+// wholeNumber says whether s is digits only: uniform:N rather than a name.
+func wholeNumber(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
+}
+
+// parseNames parses the names of uniform:NAME,... Names are what backends
+// answer with (pod or host names): letters, digits and . _ - : @ / +.
+func parseNames(spec, list string) (Expectation, error) {
+	const example = "for example uniform:web-7d4b9c-x2x8q,web-7d4b9c-z9k2m"
+	e := Expectation{Kind: ExpectUniform}
+	for name := range strings.SplitSeq(list, ",") {
+		switch {
+		case name == "":
+			return Expectation{}, fmt.Errorf("--expect %q: an empty name in uniform:NAME,...; %s", short(spec), example)
+		case len(name) > MaxBackendName:
+			return Expectation{}, fmt.Errorf("--expect %q: a name longer than %d characters in uniform:NAME,...; %s", short(spec), MaxBackendName, example)
+		case strings.Trim(name, nameChars) != "":
+			return Expectation{}, fmt.Errorf("--expect %q: name %q has a character other than letters, digits and . _ - : @ / +; %s", short(spec), name, example)
+		case len(e.Names) == MaxExpectedBackends:
+			return Expectation{}, fmt.Errorf("--expect: uniform:NAME,... lists more than %d names", MaxExpectedBackends)
+		case slices.Contains(e.Names, name):
+			return Expectation{}, fmt.Errorf("--expect %q: name %q is given twice; %s", short(spec), name, example)
+		}
+		e.Names = append(e.Names, name)
+	}
+	e.Backends = len(e.Names)
+	return e, nil
+}
+
+const nameChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:@/+"
+
+// short is a flag's value cut for an error message.
+func short(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "…"
+	}
+	return s
 }
 
 // or is e, or def when e is zero: the one place a zero Expectation is
@@ -210,19 +260,60 @@ type Model struct {
 	FortuneGroups bool
 	Group         GroupSpec
 	Expect        Expectation // never zero
+	listed        map[string]bool
 }
 
 // NewModel resolves what an audit expects. A zero Expectation is the
 // default of the backend kind, the same as ParseExpect("").
 func NewModel(backend BackendSpec, group GroupSpec, expect Expectation) Model {
 	fortunes := fortuneMode(backend, group)
-	return Model{FortuneGroups: fortunes, Group: group, Expect: expect.or(defaultExpectation(fortunes))}
+	m := Model{FortuneGroups: fortunes, Group: group, Expect: expect.or(defaultExpectation(fortunes))}
+	if len(m.Expect.Names) > 0 {
+		m.listed = make(map[string]bool, len(m.Expect.Names))
+		for _, name := range m.Expect.Names {
+			m.listed[name] = true
+		}
+	}
+	return m
 }
 
 // groupOf is the group a backend counts in, given the group its answer
 // named: each answer for itself, so a name that answered as two groups
-// counts in both.
-func (m Model) groupOf(backend, answered string) string { return m.Group.Of(backend, answered) }
+// counts in both. A backend that uniform:NAME,... does not list is a group
+// of its own, named after it, which weighs 0.
+func (m Model) groupOf(backend, answered string) string {
+	if !m.weighs(backend) {
+		return backend
+	}
+	return m.Group.Of(backend, answered)
+}
+
+// weighs says whether a backend counts in the expected shares: every one,
+// unless uniform:NAME,... lists the backends and this is not one of them.
+func (m Model) weighs(backend string) bool {
+	return len(m.Expect.Names) == 0 || m.listed[backend]
+}
+
+// silent are the backends uniform:NAME,... lists that did not answer, in
+// its order, each with the group it counts in: its name's by the group
+// spec (with omikuji's fortunes, where only an answer names the group, its
+// own name).
+func (m Model) silent(answered []Backend) []BackendRow {
+	if len(m.Expect.Names) == 0 {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, b := range answered {
+		seen[b.Name] = true
+	}
+	var rows []BackendRow
+	for _, name := range m.Expect.Names {
+		if !seen[name] {
+			rows = append(rows, BackendRow{Name: name, Group: m.Group.Of(name, "")})
+		}
+	}
+	return rows
+}
 
 // label is a group's label: a fortune's kanji in fortune mode.
 func (m Model) label(group string) string {
@@ -262,8 +353,9 @@ func (m Model) groups() []GroupWeight {
 func (m Model) expects(group string) bool { return slices.Contains(m.Expect.Groups, group) }
 
 // weight is a group's expected weight, given its weight in groups() (0 for
-// a group nobody expected) and how many backends answered for it: with a
-// uniform expectation every backend that answers weighs one.
+// a group nobody expected) and how many of its backends weigh: with a
+// uniform expectation every backend that answers weighs one, or with
+// uniform:NAME,... every listed one, silent or not.
 func (m Model) weight(declared, backends int) int {
 	if m.Expect.Kind == ExpectUniform {
 		return backends
@@ -271,8 +363,14 @@ func (m Model) weight(declared, backends int) int {
 	return declared
 }
 
-// backendsWanted is how many backends must answer (uniform:N), or 0.
-func (m Model) backendsWanted() int { return m.Expect.Backends }
+// backendsWanted is how many backends must answer (uniform:N or the
+// names of uniform:NAME,...), or 0.
+func (m Model) backendsWanted() int {
+	if len(m.Expect.Names) > 0 {
+		return len(m.Expect.Names)
+	}
+	return m.Expect.Backends
+}
 
 // podsKnown says that the expected weights are the groups' numbers of
 // backends: the catalogue's default replica counts of omikuji's fortunes.

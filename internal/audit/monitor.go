@@ -90,17 +90,25 @@ func (m *Monitor) restart() {
 // start again at this draw: after an alarm of a deciding test (tests; nil:
 // all) or an endpoint change. The draw that shows a new backend is the
 // first of the new start.
-func (m *Monitor) Observe(g, b int, tests []string) *Restart {
+func (m *Monitor) Observe(g, b int, tests []string) *Restart { return m.draw(g, b, false, tests) }
+
+// ObserveUnexpected is Observe for a draw of a backend the expectation does
+// not list (see Anytime.ObserveUnexpected): the fit alarms.
+func (m *Monitor) ObserveUnexpected(g, b int, tests []string) *Restart {
+	return m.draw(g, b, true, tests)
+}
+
+func (m *Monitor) draw(g, b int, unexpected bool, tests []string) *Restart {
 	for b >= len(m.number) {
 		m.number, m.lastSeen, m.counts = append(m.number, -1), append(m.lastSeen, 0), append(m.counts, 0)
 	}
 	if m.number[b] < 0 && m.draws >= m.warmup {
 		r := &Restart{Draws: m.draws, Result: m.current.Result(), New: []int{b}}
 		m.restart()
-		m.observe(g, b)
+		m.observe(g, b, unexpected)
 		return r
 	}
-	m.observe(g, b)
+	m.observe(g, b, unexpected)
 	fit, uniform, independence := m.current.PValues()
 	alpha := m.opts.Alpha
 	if (fit <= alpha || uniform <= alpha || independence <= alpha) && m.current.Result().Decided(tests) {
@@ -125,12 +133,16 @@ func (m *Monitor) Observe(g, b int, tests []string) *Restart {
 	return nil
 }
 
-func (m *Monitor) observe(g, b int) {
+func (m *Monitor) observe(g, b int, unexpected bool) {
 	if m.number[b] < 0 {
 		m.number[b] = m.seen
 		m.seen++
 	}
-	m.current.Observe(g, m.number[b])
+	if unexpected {
+		m.current.ObserveUnexpected(g, m.number[b])
+	} else {
+		m.current.Observe(g, m.number[b])
+	}
 	m.draws++
 	m.lastSeen[b] = m.draws
 	m.counts[b]++

@@ -83,3 +83,20 @@ func TestMonitorNoticesEndpointChanges(t *testing.T) {
 		t.Errorf("scale-down: at draw %d, %q", at[1], r.Reason(name))
 	}
 }
+
+// A draw of a backend uniform:NAME,... does not list alarms at once, in
+// uniform mode and with weights, and the watch starts again after it.
+func TestMonitorAlarmsOnAnUnexpectedBackend(t *testing.T) {
+	for _, o := range []AnytimeOptions{{Alpha: 0.001, Backends: 4}, {Weights: catalogueWeights, Alpha: 0.001}} {
+		m := NewMonitor(o, 150)
+		for n := range 40 {
+			if r := m.Observe(0, n%4, nil); r != nil && !r.Alarm {
+				t.Fatalf("%+v: a restart at draw %d: %+v", o, n+1, r)
+			}
+		}
+		r := m.ObserveUnexpected(0, 4, nil)
+		if r == nil || !r.Alarm || !r.Result.Fit.Rejected || r.Result.Fit.PValue != 0 || m.Draws() != 0 {
+			t.Errorf("%+v: an unexpected backend: %+v, %d draws since", o, r, m.Draws())
+		}
+	}
+}

@@ -70,13 +70,22 @@ func (r Report) WriteText(w io.Writer) error {
 		b.WriteString(strings.TrimRight(line, " \n") + "\n")
 	}
 	b.WriteString("\n")
-	if len(r.Backends) > 0 {
-		parts := make([]string, 0, min(len(r.Backends), maxListedBackends))
+	// Rows with count 0 are listed backends that never answered.
+	var answered, silent []BackendRow
+	for _, be := range r.Backends {
+		if be.Count > 0 {
+			answered = append(answered, be)
+		} else {
+			silent = append(silent, be)
+		}
+	}
+	if len(answered) > 0 {
+		parts := make([]string, 0, min(len(answered), maxListedBackends))
 		shared := map[string]bool{}
 		for _, n := range r.SharedNames {
 			shared[n.Name] = true
 		}
-		for _, be := range r.Backends[:min(len(r.Backends), maxListedBackends)] {
+		for _, be := range answered[:min(len(answered), maxListedBackends)] {
 			if shared[be.Name] { // one name, several groups: say which is which
 				parts = append(parts, fmt.Sprintf("%s (as %s) %d", be.Name, be.Group, be.Count))
 				continue
@@ -84,14 +93,21 @@ func (r Report) WriteText(w io.Writer) error {
 			parts = append(parts, fmt.Sprintf("%s %d", be.Name, be.Count))
 		}
 		more := ""
-		if len(r.Backends) > maxListedBackends {
-			more = fmt.Sprintf(", and %d more (see --json)", len(r.Backends)-maxListedBackends)
+		if len(answered) > maxListedBackends {
+			more = fmt.Sprintf(", and %d more (see --json)", len(answered)-maxListedBackends)
 		}
 		word := backendWord
 		if r.BackendsSeen == 1 {
 			word = strings.TrimSuffix(word, "s")
 		}
 		fmt.Fprintf(&b, "%s\n", wrap(fmt.Sprintf("%d %s answered: %s%s.", r.BackendsSeen, word, strings.Join(parts, ", "), more), "", "  "))
+	}
+	if len(silent) > 0 {
+		names := make([]string, len(silent))
+		for i, be := range silent {
+			names[i] = be.Name
+		}
+		fmt.Fprintf(&b, "%s\n", wrap(fmt.Sprintf("Listed in --expect but never answered: %s.", listSome(names)), "", "  "))
 	}
 	if r.BackendsCapped {
 		fmt.Fprintf(&b, "More than %d distinct backends answered: the cap; later newcomers count as %s.\n", MaxBackends, FailTooMany)

@@ -50,7 +50,11 @@ func DrawUntil(ctx context.Context, a Audit) (Sample, error) {
 		if decided != "" || out.Failure != "" {
 			return
 		}
-		av.Observe(number.of(out))
+		if g, b := number.of(out); m.weighs(out.Backend) {
+			av.Observe(g, b)
+		} else {
+			av.ObserveUnexpected(g, b)
+		}
 		n := av.Draws()
 		if fit, uniform, independence := av.PValues(); min(fit, uniform, independence) <= a.Alpha {
 			if r := av.Result(); r.Decided(tests) {

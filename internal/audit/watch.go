@@ -222,7 +222,11 @@ func (w Watch) Run(ctx context.Context) (Report, []Change) {
 				names = append(names, out.Backend)
 			}
 			succeeded++
-			if rs := monitor.Observe(g, b, tests); rs != nil {
+			observe := monitor.Observe
+			if !m.weighs(out.Backend) {
+				observe = monitor.ObserveUnexpected
+			}
+			if rs := observe(g, b, tests); rs != nil {
 				if rs.Alarm {
 					p := min(rs.Result.Fit.PValue, rs.Result.Uniformity.PValue, rs.Result.Independence.PValue)
 					lastAlarm = Change{At: time.Now().UTC(), Window: n, Kind: KindAlarm, PValue: p,

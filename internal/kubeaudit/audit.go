@@ -1,6 +1,7 @@
 package kubeaudit
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -55,8 +56,13 @@ func Run(ctx context.Context, cs kubernetes.Interface, c Config) (Report, error)
 	if ns == "" {
 		ns = c.Namespace
 	}
+	if err := checkNames(plans); err != nil {
+		return r, err
+	}
 	runner := &Runner{Client: cs, Namespace: ns, Log: c.Log}
-	results, err := runner.Run(ctx, plans, c.Draw)
+	d := c.Draw
+	d.Alpha = c.Alpha
+	results, err := runner.Run(ctx, plans, d)
 	if err != nil {
 		return r, err
 	}
@@ -70,6 +76,10 @@ func Run(ctx context.Context, cs kubernetes.Interface, c Config) (Report, error)
 		for j, path := range p.Paths {
 			cname := containerName(string(path.Path))
 			d, perr := parseDraw(results[i].Output[cname])
+			if perr != nil && bytes.Contains(results[i].Output[cname], []byte("N in uniform:N must be a whole number")) {
+				return r, usageErrorf("the audit pod on node %s runs image %q, whose omikuji draw is too old to take the expected pods by name (--expect uniform:NAME,...); pass --image with an omikuji image of this plugin's version or later",
+					p.Node, c.Image)
+			}
 			if perr != nil {
 				return r, usageErrorf("the audit pod on node %s (image %q) printed no omikuji draw report through the %s, exit code %d: %v; pass --image with an omikuji image (the one your omikuji Deployments run)",
 					p.Node, c.Image, path.Path, results[i].Exit[cname], perr)

@@ -5,6 +5,8 @@ import (
 	"html/template"
 	"io"
 	"strings"
+
+	"github.com/omikuji/omikuji/internal/audit"
 )
 
 // WriteHTML writes the report as one self-contained page: a panel per node,
@@ -20,6 +22,7 @@ var page = template.Must(template.New("audit").Funcs(template.FuncMap{
 	"width": func(f float64) string {
 		return fmt.Sprintf("%.1f", 100*min(max(f, 0), 1))
 	},
+	"anytime": func(a *audit.AnytimeResult) string { return anytimeText(a) },
 	"p": func(applicable bool, p float64) string {
 		if !applicable {
 			return "n/a"
@@ -75,7 +78,7 @@ code { font-size: 12px; } td code { white-space: nowrap; }
 {{range .Expected}}<tr><td><code>{{.Name}}</code></td><td>{{.Group}}</td><td class="num">{{pct .ExpectedShare}}</td><td class="num">{{pct .ObservedShare}}</td><td class="num">{{.Count}}</td><td><span class="track"><span class="bar" style="width: {{width .ObservedShare}}px"></span><span class="mark" style="left: {{width .ExpectedShare}}px"></span></span></td></tr>
 {{end}}{{range .Unexpected}}<tr class="unexpected"><td><code>{{.Name}}</code></td><td>{{.Group}}</td><td class="num">never</td><td class="num">{{pct .ObservedShare}}</td><td class="num">{{.Count}}</td><td>{{.Status}}</td></tr>
 {{end}}</table>
-<p class="aside">{{.Draws}} draws, {{.Failed}} failed. Goodness of fit p {{p .Fit.Applicable .Fit.PValue}}, uniformity p {{p .Uniformity.Applicable .Uniformity.PValue}}, {{if .Sticky}}stickiness: {{.Independence.Note}}{{else}}independence p {{p .Independence.Applicable .Independence.PValue}}{{end}}.</p>
+<p class="aside">{{.Draws}} draws, {{.Failed}} failed. Goodness of fit p {{p .Fit.Applicable .Fit.PValue}}, uniformity p {{p .Uniformity.Applicable .Uniformity.PValue}}, {{if .Sticky}}stickiness: {{.Independence.Note}}{{else}}independence p {{p .Independence.Applicable .Independence.PValue}}{{end}}.{{if .AnytimeDecides}} Deciding, the anytime-valid tests: {{anytime .Anytime}}.{{end}}{{if .Stopped}} Stopped early: {{.Stopped}}.{{end}}</p>
 {{if .Discrepancies}}<ul class="disc">{{range .Discrepancies}}<li>{{.}}</li>{{end}}</ul>{{end}}
 {{end}}</section>
 {{end}}</div>

@@ -5,6 +5,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,8 +16,9 @@ import (
 )
 
 // staleReport is a two-node audit in which n2 still reaches a pod that left
-// the Service, and a hostile backend name.
-func staleReport() Report {
+// the Service through its ClusterIP, and a backend with a hostile name
+// through its NodePort: each pod stops at the first such draw.
+func staleReport(t *testing.T) Report {
 	s, pods := kit()
 	retired := pods[5]
 	var eps []proxyrules.Endpoint
@@ -30,11 +32,18 @@ func staleReport() Report {
 	for i, node := range []string{"n1", "n2"} {
 		zone := []string{"a", "b"}[i]
 		plan := planFor(s, node, zone, nil)
-		answering := plan.Expect.Pods()
-		if node == "n2" {
-			answering = append(answering[:len(answering):len(answering)], retired, `<script>alert("x")</script>`)
+		expected := plan.Expect.Pods()
+		if node == "n1" {
+			r.Nodes = append(r.Nodes, NodeReport{Node: node, Zone: zone, Paths: []PathReport{Judge(node, zone, plan, drawFrom(t, plan, uint64(i), 2000, expected), s, 0.001)}})
+			continue
 		}
-		r.Nodes = append(r.Nodes, NodeReport{Node: node, Zone: zone, Paths: []PathReport{Judge(node, zone, plan, drawFrom(uint64(i), 2000, answering), s, 0.001)}})
+		nodePort := plan
+		nodePort.Path = proxyrules.NodePort
+		r.Nodes = append(r.Nodes, NodeReport{Node: node, Zone: zone, Paths: []PathReport{
+			// Seed 6: the first unexpected answer is the 17th draw.
+			Judge(node, zone, plan, drawFrom(t, plan, 6, 2000, append(slices.Clone(expected), retired)), s, 0.001),
+			Judge(node, zone, nodePort, drawFrom(t, nodePort, 6, 2000, append(slices.Clone(expected), `<script>alert("x")</script>`)), s, 0.001),
+		}})
 	}
 	r.Skipped = []Skipped{{Node: "n3", Reason: "cordoned (spec.unschedulable)"}}
 	r.finish()
@@ -44,7 +53,7 @@ func staleReport() Report {
 // The page shows a panel per node with its verdict, the pod that should not
 // answer, the hostile name as text, and fetches nothing.
 func TestHTMLInABrowser(t *testing.T) {
-	r := staleReport()
+	r := staleReport(t)
 	if r.Verdict != Inconsistent || r.Nodes[0].Verdict != Consistent || r.Nodes[1].Verdict != Inconsistent {
 		t.Fatalf("sample verdicts %s %s %s", r.Verdict, r.Nodes[0].Verdict, r.Nodes[1].Verdict)
 	}

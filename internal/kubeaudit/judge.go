@@ -40,6 +40,13 @@ type PathReport struct {
 	Independence  audit.Test      `json:"independence"`
 	Verdict       string          `json:"verdict"`
 	Discrepancies []string        `json:"discrepancies"`
+	// The pod's anytime-valid tests, which decide when it named the
+	// expected pods (--until decided), and why it stopped early, if it did.
+	Anytime        *audit.AnytimeResult `json:"anytime,omitempty"`
+	AnytimeDecides bool                 `json:"anytime_decides,omitempty"`
+	Stopped        string               `json:"stopped,omitempty"`
+
+	podFailed bool // the pod's own verdict: inconsistent
 }
 
 // A BackendReport is one backend: an expected endpoint, or one that answered
@@ -61,11 +68,17 @@ type podDraw struct {
 	Succeeded int            `json:"succeeded"`
 	Failed    int            `json:"failed"`
 	Failures  map[string]int `json:"failures"`
+	Stopped   string         `json:"stopped"`
 	Backends  []struct {
 		Name  string `json:"name"`
 		Count int    `json:"count"`
 	} `json:"backends"`
-	Independence audit.Test `json:"independence"`
+	Fit            audit.Test          `json:"goodness_of_fit"`
+	Uniformity     audit.Test          `json:"uniformity"`
+	Independence   audit.Test          `json:"independence"`
+	Anytime        audit.AnytimeResult `json:"anytime"`
+	AnytimeDecides bool                `json:"anytime_decides"`
+	Verdict        string              `json:"verdict"`
 }
 
 // parseDraw reads the JSON report out of a container's log (stderr lines
@@ -110,14 +123,14 @@ func groupOf(pod *corev1.Pod) string {
 // Judge compares one path's draws with the node's expectation.
 //
 // The expectation is that of kube-proxy: each expected endpoint equally
-// likely, any other backend never. The three tests are those of omikuji
-// draw, with the expectation from the cluster: the workloads' shares against
-// their numbers of expected endpoints (goodness of fit; any draw from an
-// unexpected backend fails it outright), each workload's expected endpoints
-// sharing its draws evenly, never-reached ones included (uniformity), and
-// the pod's own test of consecutive draws (independence). With session
-// affinity the expectation is that one backend, an expected one, answers
-// every draw.
+// likely, any other backend never. The pod drew with exactly that, --expect
+// uniform:NAME,... (see drawArgs), so its own report judges it: fit,
+// uniformity and independence as omikuji draw prints them, the
+// anytime-valid ones deciding. The judge keeps what only the cluster knows:
+// what each unexpected backend is (a stale pod, one in another zone or on
+// another node, no pod at all) and since when a never-reached pod is ready.
+// With session affinity the expectation is that one backend, an expected
+// one, answers every draw.
 func Judge(node, zone string, plan PathPlan, d podDraw, s *Snapshot, alpha float64) PathReport {
 	e := plan.Expect
 	r := PathReport{
@@ -163,11 +176,18 @@ func Judge(node, zone string, plan PathPlan, d podDraw, s *Snapshot, alpha float
 	slices.SortFunc(r.Expected, byGroupName)
 	slices.SortFunc(r.Unexpected, byGroupName)
 
-	if e.Sticky {
+	switch {
+	case e.Sticky:
 		r.judgeSticky(node)
-	} else {
-		r.test(alpha)
+	case len(e.Endpoints) == 0:
+		note := "no endpoint is expected through this path: any answer is one too many"
+		r.Fit = audit.Test{Name: "chi-square goodness of fit", Applicable: d.Succeeded > 0, Passed: d.Succeeded == 0, Note: note}
+		r.Uniformity = audit.Test{Name: "chi-square uniformity of backends within each group", Passed: true, NothingToTest: true, Note: note}
 		r.Independence = d.Independence
+	default:
+		r.Fit, r.Uniformity, r.Independence = d.Fit, d.Uniformity, d.Independence
+		r.Anytime, r.AnytimeDecides, r.Stopped = &d.Anytime, d.AnytimeDecides, d.Stopped
+		r.podFailed = d.Verdict == audit.Inconsistent
 	}
 	r.describe(node, zone, e, s, alpha)
 	return r
@@ -175,40 +195,6 @@ func Judge(node, zone string, plan PathPlan, d podDraw, s *Snapshot, alpha float
 
 func byGroupName(a, b BackendReport) int {
 	return strings.Compare(a.Group+"\x00"+a.Name, b.Group+"\x00"+b.Name)
-}
-
-// test runs goodness of fit over the workloads and uniformity within each.
-func (r *PathReport) test(alpha float64) {
-	var groups []string
-	byGroup := map[string][]int{}
-	for _, b := range r.Expected {
-		if _, ok := byGroup[b.Group]; !ok {
-			groups = append(groups, b.Group)
-		}
-		byGroup[b.Group] = append(byGroup[b.Group], b.Count)
-	}
-	observed, weights := []int{}, []int{}
-	counts := [][]int{}
-	for _, g := range groups {
-		sum := 0
-		for _, c := range byGroup[g] {
-			sum += c
-		}
-		observed, weights = append(observed, sum), append(weights, len(byGroup[g]))
-		counts = append(counts, byGroup[g])
-	}
-	stray := 0
-	for _, u := range r.Unexpected {
-		stray += u.Count
-	}
-	if stray > 0 || len(groups) == 0 {
-		observed, weights = append(observed, stray), append(weights, 0)
-	}
-	r.Fit = audit.GoodnessOfFit(observed, weights, alpha)
-	if stray > 0 {
-		r.Fit.Note = fmt.Sprintf("%d draws answered by backends that are no endpoint this node should reach", stray)
-	}
-	r.Uniformity = audit.Uniformity(counts, alpha)
 }
 
 // judgeSticky: one backend, an expected one, answers every successful draw.
@@ -292,8 +278,11 @@ func (r *PathReport) describe(node, zone string, e proxyrules.Expectation, s *Sn
 	}
 	if len(never) > 0 && r.Succeeded > 0 && !e.Sticky {
 		p, _ := audit.MissingBackends(len(r.Expected)-len(never), len(r.Expected), r.Succeeded, alpha)
-		if p < alpha {
+		switch {
+		case p < alpha:
 			r.add("%s never reached pod%s %s in %d draws through the %s (chance would miss them with p %s)", node, plural(len(never)), strings.Join(never, ", "), r.Succeeded, via, formatP(p))
+		case r.Stopped != "":
+			r.add("%s had not reached pod%s %s when its draws through the %s stopped after %d, too few to tell", node, plural(len(never)), strings.Join(never, ", "), via, r.Succeeded)
 		}
 	}
 	if len(r.Expected) == 0 && r.Succeeded > 0 && len(r.Unexpected) == 0 {
@@ -304,13 +293,28 @@ func (r *PathReport) describe(node, zone string, e proxyrules.Expectation, s *Sn
 	} else if r.Failed > 0 {
 		r.add("%d of %d draws through the %s failed (%s)", r.Failed, r.Draws, via, failureList(r.Failures))
 	}
-	for _, t := range []audit.Test{r.Fit, r.Uniformity, r.Independence} {
-		if t.Applicable && !t.Passed && len(r.Unexpected) == 0 && len(never) == 0 {
-			r.add("%s failed through the %s (p %s): %s", t.Name, via, formatP(t.PValue), t.Note)
+	// Unexpected and never-reached backends, said above, are what fails the
+	// fit and the uniformity; independence is another matter.
+	explained := len(r.Unexpected) > 0 || len(never) > 0
+	if r.AnytimeDecides {
+		for i, t := range []audit.AnytimeTest{r.Anytime.Fit, r.Anytime.Uniformity, r.Anytime.Independence} {
+			if t.Rejected && (i == 2 || !explained) {
+				r.add("%s failed through the %s after %d draws (p ≤ %s)", t.Name, via, r.Anytime.Draws, formatP(t.PValue))
+			}
+		}
+	} else if !explained {
+		for _, t := range []audit.Test{r.Fit, r.Uniformity, r.Independence} {
+			if t.Applicable && !t.Passed {
+				r.add("%s failed through the %s (p %s): %s", t.Name, via, formatP(t.PValue), t.Note)
+			}
 		}
 	}
 	r.Verdict = Consistent
-	failed := !r.Fit.Passed || !r.Uniformity.Passed || !r.Independence.Passed || len(r.Unexpected) > 0 ||
+	tests := !r.Fit.Passed || !r.Uniformity.Passed || !r.Independence.Passed
+	if r.AnytimeDecides {
+		tests = r.podFailed
+	}
+	failed := tests || len(r.Unexpected) > 0 ||
 		(r.Draws > 0 && r.Succeeded == 0 && len(r.Expected) > 0) || (len(r.Expected) == 0 && r.Succeeded > 0)
 	if failed {
 		r.Verdict = Inconsistent

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/omikuji/omikuji/internal/audit"
+	"github.com/omikuji/omikuji/internal/proxyrules"
 )
 
 // Labels on every audit pod: what they are, and which run made them.
@@ -33,6 +37,7 @@ type Draw struct {
 	Draws       int           // per path
 	Concurrency int           // per path
 	Backend     string        // omikuji draw --backend
+	Alpha       float64       // omikuji draw --alpha; 0: its default
 	MaxTime     time.Duration // the draws' deadline, per path
 	PullTimeout time.Duration // how long a pod may take to start
 }
@@ -130,19 +135,12 @@ func (r *Runner) pod(run string, i int, p NodePlan, d Draw) *corev1.Pod {
 	}
 	var containers []corev1.Container
 	for _, path := range p.Paths {
-		c := d.Concurrency
-		if path.Expect.Sticky {
-			// Simultaneous first connections race kube-proxy's affinity
-			// record and may reach different pods: draw one at a time.
-			c = 1
-		}
 		containers = append(containers, corev1.Container{
 			Name:            containerName(string(path.Path)),
 			Image:           d.Image,
 			ImagePullPolicy: d.PullPolicy,
-			Args: []string{"draw", "--json", "-n", strconv.Itoa(d.Draws), "-c", strconv.Itoa(c),
-				"--max-time", d.MaxTime.String(), "--timeout", "3s", "--backend", d.Backend, "--expect", "uniform", path.URL},
-			Resources: res,
+			Args:            drawArgs(path, d),
+			Resources:       res,
 			SecurityContext: &corev1.SecurityContext{
 				AllowPrivilegeEscalation: new(false),
 				ReadOnlyRootFilesystem:   new(true),
@@ -172,6 +170,77 @@ func (r *Runner) pod(run string, i int, p NodePlan, d Draw) *corev1.Pod {
 			Containers: containers,
 		},
 	}
+}
+
+// drawArgs is the omikuji draw command of one path. Without session
+// affinity, the node's expected endpoints are named in --expect
+// uniform:NAME,...: the pod's own report then judges them (fit, uniformity,
+// independence), and --until decided stops it as soon as one fails, at the
+// first draw of a pod that is no endpoint for this node. With session
+// affinity, or no endpoint expected at all, it draws against plain uniform
+// and the judge looks at the counts.
+func drawArgs(path PathPlan, d Draw) []string {
+	c := d.Concurrency
+	expect := []string{"--expect", "uniform"}
+	if path.Expect.Sticky {
+		// Simultaneous first connections race kube-proxy's affinity
+		// record and may reach different pods: draw one at a time.
+		c = 1
+	} else if names := expectedNames(path.Expect); len(names) > 0 {
+		expect = []string{"--expect", "uniform:" + strings.Join(names, ","), "--until", audit.UntilDecided}
+	}
+	args := []string{"draw", "--json", "-n", strconv.Itoa(d.Draws), "-c", strconv.Itoa(c),
+		"--max-time", d.MaxTime.String(), "--timeout", "3s", "--backend", d.Backend}
+	if d.Alpha > 0 {
+		args = append(args, "--alpha", strconv.FormatFloat(d.Alpha, 'g', -1, 64))
+	}
+	args = append(args, expect...)
+	return append(args, path.URL)
+}
+
+// expectedNames are the pods a path's expectation names, once each (a pod
+// in two EndpointSlices, one per IP family, is one backend).
+func expectedNames(e proxyrules.Expectation) []string {
+	var names []string
+	for _, p := range e.Pods() {
+		if !slices.Contains(names, p) {
+			names = append(names, p)
+		}
+	}
+	return names
+}
+
+// maxExpectArg bounds the --expect argument: Linux takes at most 128 KiB
+// in one argument.
+const maxExpectArg = 100_000
+
+// checkNames says why a plan's pods cannot name their expected endpoints,
+// or nil: more than omikuji draw takes, a name it would refuse, an endpoint
+// that is no pod, or an argument too long for one command line.
+func checkNames(plans []NodePlan) error {
+	for _, p := range plans {
+		for _, path := range p.Paths {
+			if path.Expect.Sticky {
+				continue
+			}
+			names := expectedNames(path.Expect)
+			if len(names) == 0 {
+				continue
+			}
+			if slices.Contains(names, "") {
+				return usageErrorf("node %s's %s reaches an endpoint with no pod behind it (no targetRef): the audit names every expected pod, and cannot name that one", p.Node, path.Path)
+			}
+			arg := "uniform:" + strings.Join(names, ",")
+			if len(names) > audit.MaxExpectedBackends || len(arg) > maxExpectArg {
+				return usageErrorf("node %s's %s expects %d pods (%d bytes of names): the audit names each in one argument of omikuji draw, at most %d pods and %d bytes; audit a Service with fewer endpoints",
+					p.Node, path.Path, len(names), len(arg), audit.MaxExpectedBackends, maxExpectArg)
+			}
+			if _, err := audit.ParseExpect(arg, audit.BackendSpec{Kind: audit.KindOmikuji}, audit.GroupSpec{}); err != nil {
+				return usageErrorf("node %s's %s expects a pod omikuji draw cannot name: %v", p.Node, path.Path, err)
+			}
+		}
+	}
+	return nil
 }
 
 // wait polls one pod until it has finished, then reads each container's log.

@@ -3,6 +3,7 @@ package kubeaudit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -201,5 +202,61 @@ func TestStickyPathDrawsOneAtATime(t *testing.T) {
 	pod := (&Runner{}).pod("abc", 0, p, draw)
 	if a, b := strings.Join(pod.Spec.Containers[0].Args, " "), strings.Join(pod.Spec.Containers[1].Args, " "); !strings.Contains(a, " -c 1 ") || !strings.Contains(b, " -c 2 ") {
 		t.Errorf("sticky args %q, other %q", a, b)
+	}
+}
+
+// Each path's container names the node's expected pods, once each, and
+// stops when its tests decide; sticky paths and paths that expect no pod
+// draw as before.
+func TestDrawArgsNameTheExpectedPods(t *testing.T) {
+	eps := []proxyrules.Endpoint{{Pod: "web-a", IP: "10.0.0.1"}, {Pod: "web-b", IP: "10.0.0.2"}, {Pod: "web-a", IP: "fd00::1"}}
+	d := draw
+	d.Alpha = 0.01
+	named := PathPlan{Path: proxyrules.ClusterIP, URL: "http://10.97.0.10:8080/", Expect: proxyrules.Expectation{Endpoints: eps}}
+	got := strings.Join(drawArgs(named, d), " ")
+	if want := "draw --json -n 100 -c 2 --max-time 1m0s --timeout 3s --backend omikuji --alpha 0.01 --expect uniform:web-a,web-b --until decided http://10.97.0.10:8080/"; got != want {
+		t.Errorf("named:\n got %s\nwant %s", got, want)
+	}
+	sticky := named
+	sticky.Expect.Sticky = true
+	if got, want := strings.Join(drawArgs(sticky, d), " "), "draw --json -n 100 -c 1 --max-time 1m0s --timeout 3s --backend omikuji --alpha 0.01 --expect uniform http://10.97.0.10:8080/"; got != want {
+		t.Errorf("sticky:\n got %s\nwant %s", got, want)
+	}
+	none := PathPlan{Path: proxyrules.NodePort, URL: "http://10.254.254.1:30081/"}
+	if got := strings.Join(drawArgs(none, draw), " "); !strings.HasSuffix(got, "--backend omikuji --expect uniform http://10.254.254.1:30081/") {
+		t.Errorf("no endpoint: %s", got)
+	}
+	if err := checkNames([]NodePlan{{Node: "n1", Paths: []PathPlan{named, sticky, none}}}); err != nil {
+		t.Errorf("a plan that fits: %v", err)
+	}
+}
+
+// A path whose pods cannot all be named in one argument is refused before
+// any pod is created, with a clear error.
+func TestCheckNamesRefusesWhatOneArgumentCannotHold(t *testing.T) {
+	plan := func(eps []proxyrules.Endpoint) []NodePlan {
+		return []NodePlan{{Node: "n1", Paths: []PathPlan{{Path: proxyrules.ClusterIP, Expect: proxyrules.Expectation{Endpoints: eps}}}}}
+	}
+	many := func(n, length int) []proxyrules.Endpoint {
+		var eps []proxyrules.Endpoint
+		for i := range n {
+			eps = append(eps, proxyrules.Endpoint{Pod: fmt.Sprintf("%0*d", length, i)})
+		}
+		return eps
+	}
+	for _, tc := range []struct {
+		eps  []proxyrules.Endpoint
+		want string
+	}{
+		{many(1001, 8), "node n1's ClusterIP expects 1001 pods (9016 bytes of names): the audit names each in one argument of omikuji draw, at most 1000 pods and 100000 bytes"},
+		{many(1000, 120), "expects 1000 pods (121007 bytes of names)"},
+		{[]proxyrules.Endpoint{{Pod: "web-a"}, {IP: "10.0.0.9"}}, "reaches an endpoint with no pod behind it"},
+		{[]proxyrules.Endpoint{{Pod: "web a"}}, `expects a pod omikuji draw cannot name: --expect "uniform:web a": name "web a" has a character other than`},
+	} {
+		err := checkNames(plan(tc.eps))
+		var ue *UsageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%d endpoints: error %v, want a usage error saying %q", len(tc.eps), err, tc.want)
+		}
 	}
 }

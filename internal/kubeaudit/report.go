@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/omikuji/omikuji/internal/audit"
 )
 
 // A Report is the whole audit: what --json prints. Its fields are the
@@ -105,6 +107,12 @@ func (r Report) WriteText(w io.Writer) error {
 				fmt.Fprintf(&b, "    %-44s %-20s %9s %8.1f%% %7d  ← %s\n", clip(u.Name, 44), clip(u.Group, 20), "never", 100*u.ObservedShare, u.Count, u.Status)
 			}
 			fmt.Fprintf(&b, "    %d draws, %d failed; fit %s, uniform %s, independence %s\n", p.Draws, p.Failed, pText(p.Fit.Applicable, p.Fit.PValue), pText(p.Uniformity.Applicable, p.Uniformity.PValue), pIndependence(p))
+			if p.AnytimeDecides {
+				fmt.Fprintf(&b, "    deciding, the anytime-valid tests: %s\n", anytimeText(p.Anytime))
+			}
+			if p.Stopped != "" {
+				fmt.Fprintf(&b, "    stopped early: %s\n", p.Stopped)
+			}
 			for _, d := range p.Discrepancies {
 				fmt.Fprintf(&b, "    ! %s\n", d)
 			}
@@ -116,6 +124,14 @@ func (r Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "\nVerdict: %s (%.1f s)\n", r.Summary, r.Seconds)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// anytimeText is a path's anytime-valid p-values.
+func anytimeText(a *audit.AnytimeResult) string {
+	if a == nil {
+		return "none"
+	}
+	return fmt.Sprintf("fit p ≤ %s, uniform p ≤ %s, independence p ≤ %s", formatP(a.Fit.PValue), formatP(a.Uniformity.PValue), formatP(a.Independence.PValue))
 }
 
 func pText(applicable bool, p float64) string {

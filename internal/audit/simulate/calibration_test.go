@@ -6,10 +6,12 @@
 package simulate
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -140,6 +142,73 @@ func TestCalibrationWindowed(t *testing.T) {
 			tc.alpha, len(alarms), calibrationRuns, calibrationDraws, rate, median)
 		if rate < tc.least {
 			t.Errorf("windowed false-alarm rate %.4f at alpha %g: expected far above alpha, at least %g", rate, tc.alpha, tc.least)
+		}
+	}
+}
+
+// The false-alarm rate of --expect uniform:NAME,... as `omikuji draw`
+// judges it (audit.Analyze: the chi-square tests and the anytime-valid
+// ones replayed over the same draws): ten listed pods of two Deployments,
+// four and six, grouped by Deployment, drawn fairly. Each test alone must
+// stay within alpha.
+func TestCalibrationUniformNames(t *testing.T) {
+	const runs, draws, alpha = calibrationRuns, 20_000, 0.01
+	var pods []string
+	for i := range 10 {
+		deployment := "web"
+		if i >= 4 {
+			deployment = "api"
+		}
+		pods = append(pods, fmt.Sprintf("%s-7d4b9c-%c%c%c%c%c", deployment, 'a'+i, 'b', 'c', 'd', 'e'))
+	}
+	backend, err := audit.ParseBackend("header:X-Pod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	group, err := audit.ParseGroup(`regex:^(.+)-[a-z0-9]+-[a-z0-9]+$`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect, err := audit.ParseExpect("uniform:"+strings.Join(pods, ","), backend, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := audit.Audit{Options: audit.Options{URL: "http://127.0.0.1:8080/", Draws: draws, Backend: backend}, Group: group, Expect: expect, Alpha: alpha}
+	names := []string{"fit", "uniform", "independence", "anytime-valid fit", "anytime-valid uniform", "anytime-valid independence"}
+	failed := make([][6]bool, runs)
+	parallel(runs, func(r int) {
+		rng, fair := rngFor(r), NewRandom(ones(len(pods)))
+		s := audit.Sample{Seq: make([]int32, draws)}
+		index := map[int]int32{}
+		for i := range s.Seq {
+			p := fair.Next(rng)
+			b, ok := index[p]
+			if !ok {
+				b = int32(len(s.Backends))
+				index[p] = b
+				s.Backends = append(s.Backends, audit.Backend{Name: pods[p]})
+			}
+			s.Backends[b].Count++
+			s.Seq[i] = b
+		}
+		rep := audit.Analyze(s, a)
+		failed[r] = [6]bool{!rep.GoodnessOfFit.Passed, !rep.Uniformity.Passed, !rep.Independence.Passed,
+			rep.Anytime.Fit.Rejected, rep.Anytime.Uniformity.Rejected, rep.Anytime.Independence.Rejected}
+		if rep.GoodnessOfFit.DF != 1 || rep.Uniformity.DF != 8 || rep.BackendsSilent != 0 || rep.Groups[0].Weight+rep.Groups[1].Weight != 10 {
+			t.Errorf("run %d: not the test meant: fit df %d, uniformity df %d, rows %+v", r, rep.GoodnessOfFit.DF, rep.Uniformity.DF, rep.Groups)
+		}
+	})
+	for i, name := range names {
+		alarms := 0
+		for _, f := range failed {
+			if f[i] {
+				alarms++
+			}
+		}
+		rate := float64(alarms) / runs
+		t.Logf("uniform:NAME,... (10 pods in 2 groups, %d fair draws) %s at alpha %g: %d of %d runs failed (%.4f)", draws, name, alpha, alarms, runs, rate)
+		if rate > bound(alpha, runs) {
+			t.Errorf("%s: false-alarm rate %.4f above %.4f", name, rate, bound(alpha, runs))
 		}
 	}
 }
