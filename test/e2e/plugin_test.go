@@ -136,11 +136,19 @@ func nodeLines(r kubeaudit.Report) []string {
 			for _, u := range p.Unexpected {
 				obs = append(obs, fmt.Sprintf("%s:%d!", u.Name, u.Count))
 			}
-			lines = append(lines, fmt.Sprintf("  %s (%s) %s: %d expected, drawn %s; fit p %.3g, uniform p %.3g, independence p %.3g; %s %s",
-				n.Node, n.Zone, p.Path, len(p.Expected), strings.Join(obs, "/"), p.Fit.PValue, p.Uniformity.PValue, p.Independence.PValue, p.Verdict, strings.Join(p.Discrepancies, "; ")))
+			lines = append(lines, fmt.Sprintf("  %s (%s) %s: %d expected, drawn %s; fit %s, uniform %s, independence %s; %s %s",
+				n.Node, n.Zone, p.Path, len(p.Expected), strings.Join(obs, "/"), pValue(p.Fit), pValue(p.Uniformity), pValue(p.Independence), p.Verdict, strings.Join(p.Discrepancies, "; ")))
 		}
 	}
 	return lines
+}
+
+// pValue is a test's p-value, or n/a when the draws were too few for it.
+func pValue(t audit.Test) string {
+	if !t.Applicable {
+		return "n/a"
+	}
+	return fmt.Sprintf("p %.3g", t.PValue)
 }
 
 // noAuditPods: nothing the plugin created is left in the cluster.
