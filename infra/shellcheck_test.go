@@ -19,6 +19,13 @@ func TestScriptsAreShellcheckClean(t *testing.T) {
 		t.Fatalf("want the repository's scripts/lint.sh, fuzz.sh and deps.sh, found %v (%v)", repoScripts, err)
 	}
 	scripts = append(scripts, repoScripts...)
+	// And the benchmarks, the kind fallback and CI's entry point.
+	benches, err := filepath.Glob(filepath.Join(repoRoot(t), "bench", "*.sh"))
+	if err != nil || len(benches) < 3 {
+		t.Fatalf("want bench/run.sh, draw.sh and audit.sh, found %v (%v)", benches, err)
+	}
+	scripts = append(scripts, benches...)
+	scripts = append(scripts, filepath.Join(repoRoot(t), "test", "e2e", "kind.sh"), filepath.Join(repoRoot(t), ".ci", "run"))
 	// -x follows `source lib.sh`; every severity counts, down to style.
 	r := run(t, ".", nil, "", bin, append([]string{"-x", "--severity=style"}, scripts...)...)
 	if r.code != 0 {
