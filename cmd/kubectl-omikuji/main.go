@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/omikuji/omikuji/internal/cliflag"
 	"github.com/omikuji/omikuji/internal/kubeaudit"
 	"github.com/omikuji/omikuji/internal/version"
 )
@@ -92,19 +93,12 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	htmlFile := fs.String("html", "", "also write the report as one self-contained HTML page to this file")
 	quiet := fs.Bool("q", false, "no progress on stderr")
 
-	var positional []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2
+	positional, err := cliflag.Parse(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
 		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+		return 2
 	}
 	bad := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "kubectl omikuji audit: "+format+"\n", a...)

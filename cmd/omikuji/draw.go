@@ -18,6 +18,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/omikuji/omikuji/internal/audit"
+	"github.com/omikuji/omikuji/internal/cliflag"
 	"github.com/omikuji/omikuji/internal/fortune"
 )
 
@@ -68,19 +69,12 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&a.Precision, "precision", 0, "draw until every share is known within ± this of expected, e.g. 0.01 (at -n at the latest, default 1000000 with it)")
 
 	// The URL may come before, between or after the flags.
-	var positional []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2
+	positional, err := cliflag.Parse(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
 		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+		return 2
 	}
 	if len(positional) != 1 {
 		fmt.Fprintf(stderr, "omikuji draw: want exactly one URL, got %d arguments\n", len(positional))
@@ -103,7 +97,6 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
 		return 2
 	}
-	var err error
 	if a.Until, err = audit.ParseUntil(*untilFlag); err != nil {
 		fmt.Fprintf(stderr, "omikuji draw: %v; for example --until decided\n", err)
 		return 2
