@@ -25,7 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/omikuji/omikuji/internal/cliflag"
+	"github.com/omikuji/omikuji/internal/cli"
 	"github.com/omikuji/omikuji/internal/kubeaudit"
 	"github.com/omikuji/omikuji/internal/version"
 )
@@ -93,7 +93,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	htmlFile := fs.String("html", "", "also write the report as one self-contained HTML page to this file")
 	quiet := fs.Bool("q", false, "no progress on stderr")
 
-	positional, err := cliflag.Parse(fs, args)
+	positional, err := cli.Parse(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -181,32 +181,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		err = report.WriteText(stdout)
 	}
 	if err == nil && *htmlFile != "" {
-		err = writeFile(*htmlFile, report.WriteHTML)
+		err = cli.WriteFile(*htmlFile, report.WriteHTML)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "kubectl omikuji audit: %v\n", err)
 		return 2
 	}
 	return report.ExitCode()
-}
-
-// writeFile writes through a temporary file renamed into place.
-func writeFile(path string, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".omikuji-audit-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

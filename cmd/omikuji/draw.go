@@ -18,7 +18,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/omikuji/omikuji/internal/audit"
-	"github.com/omikuji/omikuji/internal/cliflag"
+	"github.com/omikuji/omikuji/internal/cli"
 	"github.com/omikuji/omikuji/internal/fortune"
 )
 
@@ -69,7 +69,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&a.Precision, "precision", 0, "draw until every share is known within ± this of expected, e.g. 0.01 (at -n at the latest, default 1000000 with it)")
 
 	// The URL may come before, between or after the flags.
-	positional, err := cliflag.Parse(fs, args)
+	positional, err := cli.Parse(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -160,7 +160,7 @@ func runDraw(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *htmlFile != "" {
-		if err := writeFileAtomically(*htmlFile, report.WriteHTML); err != nil {
+		if err := cli.WriteFile(*htmlFile, report.WriteHTML); err != nil {
 			fmt.Fprintf(stderr, "omikuji draw: --html: %v\n", err)
 			return 2
 		}
@@ -229,7 +229,7 @@ func runWatch(ctx context.Context, w audit.Watch, asJSON bool, htmlFile string, 
 		}
 	}
 	if err == nil && htmlFile != "" {
-		err = writeFileAtomically(htmlFile, final.WriteHTML)
+		err = cli.WriteFile(htmlFile, final.WriteHTML)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "omikuji draw: %v\n", err)
@@ -252,28 +252,6 @@ func checkOutputFile(path string) error {
 		return fmt.Errorf("%q is a directory", path)
 	}
 	return nil
-}
-
-// writeFileAtomically writes through a temporary file renamed into place,
-// so that a failed write leaves no half a report.
-func writeFileAtomically(path string, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".omikuji-report-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // fails harmlessly after the rename
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // flagSet reports whether the flag name was given.
