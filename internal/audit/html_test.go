@@ -3,8 +3,6 @@ package audit
 import (
 	"bytes"
 	"image/png"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -50,33 +48,11 @@ func TestHTMLIsSelfContainedAndEscaped(t *testing.T) {
 // what a person sees: the verdict, the charts, every draw of the strip, the
 // hostile name shown as text, and not a single request besides the page.
 func TestHTMLInABrowser(t *testing.T) {
-	ctx := browsertest.Tab(t, 960, 1400)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "report.html")
-	var b bytes.Buffer
-	if err := htmlSample().WriteHTML(&b); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+path)); err != nil {
-		t.Fatal(err)
-	}
+	ctx := browsertest.Page(t, 960, 1400, htmlSample().WriteHTML)
 	text := func(sel string) string {
-		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("%s: %v", sel, err)
-		}
-		return v
+		return browsertest.Eval[string](t, ctx, `document.querySelector("`+sel+`").innerText`)
 	}
-	count := func(js string) float64 {
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[float64](js))
-		if err != nil {
-			t.Fatalf("%s: %v", js, err)
-		}
-		return v
-	}
+	count := func(js string) float64 { return browsertest.Eval[float64](t, ctx, js) }
 	verdict, summary, tests, backends, failures := text("#verdict"), text("#summary"), text("#tests"), text("#backends"), text("#failures")
 	stripCells, groups := count(`document.querySelectorAll("#strip rect").length`), count(`document.querySelectorAll("#shares g.group").length`)
 	scripts := count(`document.scripts.length + document.images.length`)

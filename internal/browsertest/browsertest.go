@@ -4,7 +4,9 @@
 package browsertest
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,4 +72,34 @@ func chromium(t testing.TB) string {
 	}
 	t.Skip("chromium not installed (Debian package chromium); skipping the browser tests")
 	return ""
+}
+
+// Page writes a page with write to a file of the test's and opens it in a
+// fresh tab of width × height pixels, as a person opens a saved report.
+func Page(t testing.TB, width, height int, write func(io.Writer) error) context.Context {
+	t.Helper()
+	ctx := Tab(t, width, height)
+	var b bytes.Buffer
+	if err := write(&b); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "page.html")
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+path)); err != nil {
+		t.Fatal(err)
+	}
+	return ctx
+}
+
+// Eval is the value of a JavaScript expression in the tab; the test fails
+// when it cannot be evaluated.
+func Eval[T any](t testing.TB, ctx context.Context, js string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
+	if err != nil {
+		t.Fatalf("%s: %v", js, err)
+	}
+	return v
 }

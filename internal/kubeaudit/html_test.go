@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"image/png"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -57,32 +56,9 @@ func TestHTMLInABrowser(t *testing.T) {
 	if r.Verdict != Inconsistent || r.Nodes[0].Verdict != Consistent || r.Nodes[1].Verdict != Inconsistent {
 		t.Fatalf("sample verdicts %s %s %s", r.Verdict, r.Nodes[0].Verdict, r.Nodes[1].Verdict)
 	}
-	ctx := browsertest.Tab(t, 1280, 1100)
-	path := filepath.Join(t.TempDir(), "audit.html")
-	var b bytes.Buffer
-	if err := r.WriteHTML(&b); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+path)); err != nil {
-		t.Fatal(err)
-	}
-	num := func(js string) float64 {
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[float64](js))
-		if err != nil {
-			t.Fatalf("%s: %v", js, err)
-		}
-		return v
-	}
-	str := func(js string) string {
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
-		if err != nil {
-			t.Fatalf("%s: %v", js, err)
-		}
-		return v
-	}
+	ctx := browsertest.Page(t, 1280, 1100, r.WriteHTML)
+	num := func(js string) float64 { return browsertest.Eval[float64](t, ctx, js) }
+	str := func(js string) string { return browsertest.Eval[string](t, ctx, js) }
 	panels, scripts := num(`document.querySelectorAll("section.node").length`), num(`document.scripts.length + document.images.length`)
 	fetched := num(`performance.getEntriesByType("resource").length`)
 	verdict := str(`document.querySelector("#verdict").textContent`)
