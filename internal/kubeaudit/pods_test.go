@@ -62,16 +62,17 @@ func TestRunnerCollectsAndDeletes(t *testing.T) {
 	cs := fake.NewClientset()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Reactors first: the fake's chain is not safe to change while in use.
+	var created []*corev1.Pod
+	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		created = append(created, a.(k8stesting.CreateAction).GetObject().(*corev1.Pod))
+		return false, nil, nil
+	})
 	kubelet(ctx, cs, func(p *corev1.Pod) {
 		p.Status.Phase = corev1.PodSucceeded
 		for _, c := range p.Spec.Containers {
 			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses[:0:0], corev1.ContainerStatus{Name: c.Name, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0}}})
 		}
-	})
-	var created []*corev1.Pod
-	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		created = append(created, a.(k8stesting.CreateAction).GetObject().(*corev1.Pod))
-		return false, nil, nil
 	})
 	r := &Runner{Client: cs, Namespace: "ns", Poll: 10 * time.Millisecond}
 	res, err := r.Run(ctx, twoNodes, draw)
